@@ -1,0 +1,173 @@
+//! Configuration: the clap structs are the single source of truth.
+//!
+//! Every flag can also be set from the environment as `SLUICE_<FLAG>`
+//! (upper case, dashes as underscores). `sluice --help` prints all of them,
+//! and a test checks that the README's configuration reference lists every
+//! flag that `--help` shows.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// sluice: a streaming reverse proxy for image origins.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default when no subcommand is given).
+    Serve(Box<Config>),
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address for client traffic.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The origin: an http(s)://host[:port][/base] URL, or a local directory.
+    /// Without it, sluice serves its bundled `samples/` directory.
+    #[arg(long, env = "SLUICE_ORIGIN")]
+    pub origin: Option<String>,
+
+    /// Address for the admin listener (metrics, profiling).
+    #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+
+    /// Time allowed to open a TCP (and TLS) connection to the origin.
+    #[arg(long, env = "SLUICE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Time allowed from sending the request to receiving the origin's response headers.
+    #[arg(long, env = "SLUICE_FIRST_BYTE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub first_byte_timeout: Duration,
+
+    /// Longest pause allowed between two chunks of an origin body.
+    #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Most client connections served at once; further ones wait in the accept backlog.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// On SIGTERM/SIGINT, how long in-flight responses may take to finish.
+    #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where bodies come from, as parsed from `--origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginSpec {
+    Http(http::Uri),
+    Dir(PathBuf),
+}
+
+impl Config {
+    /// Parse `--origin`, defaulting to the bundled samples directory.
+    pub fn origin_spec(&self) -> Result<OriginSpec, String> {
+        match self.origin.as_deref() {
+            Some(s) if s.starts_with("http://") || s.starts_with("https://") => {
+                let uri: http::Uri = s.parse().map_err(|e| format!("--origin {s:?}: {e}"))?;
+                if uri.host().is_none() {
+                    return Err(format!("--origin {s:?}: no host"));
+                }
+                if uri.query().is_some() {
+                    return Err(format!("--origin {s:?}: a query string is not allowed"));
+                }
+                Ok(OriginSpec::Http(uri))
+            }
+            Some(s) if s.contains("://") => Err(format!(
+                "--origin {s:?}: only http://, https:// or a directory path are supported"
+            )),
+            Some(dir) => Ok(OriginSpec::Dir(PathBuf::from(dir))),
+            None => Ok(OriginSpec::Dir(default_samples_dir())),
+        }
+    }
+}
+
+/// `./samples` when run from a checkout, else the samples beside the sources
+/// this binary was built from.
+pub fn default_samples_dir() -> PathBuf {
+    let local = PathBuf::from("samples");
+    if local.is_dir() {
+        return local;
+    }
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/samples"))
+}
+
+/// Durations as `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (try 500ms, 10s, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {s:?}")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn origin_spec_distinguishes_urls_and_dirs() {
+        let mut cli = Cli::parse_from(["sluice"]);
+        cli.config.origin = Some("http://127.0.0.1:81/base".into());
+        assert!(matches!(cli.config.origin_spec(), Ok(OriginSpec::Http(_))));
+        cli.config.origin = Some("/srv/images".into());
+        assert_eq!(
+            cli.config.origin_spec(),
+            Ok(OriginSpec::Dir("/srv/images".into()))
+        );
+        cli.config.origin = Some("ftp://x".into());
+        assert!(cli.config.origin_spec().is_err());
+    }
+}

@@ -1,0 +1,324 @@
+//! On-the-fly content encoding of pass-through responses.
+//!
+//! When the origin sends a compressible type (SVG, JSON, XML, text,
+//! JavaScript, CSS) uncompressed, it is compressed as a stream to the best
+//! coding the client accepts (br, zstd, gzip by q-value; ties in that
+//! order). When the origin sends a coding the client does not accept, it is
+//! decoded on the fly (and re-encoded if the client accepts another one).
+//! Image types are never touched: they are compressed already.
+//!
+//! A transformed response drops Content-Length and Accept-Ranges, weakens the
+//! ETag (`W/`), and every compressible response gets `Vary: Accept-Encoding`.
+//! Memory per stream is the codec's window plus one chunk.
+
+use std::io;
+
+use async_compression::tokio::bufread as codec;
+use async_compression::Level;
+use futures_util::TryStreamExt;
+use http::header::{
+    ACCEPT_ENCODING, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE,
+    ETAG, VARY,
+};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyDataStream;
+use tokio::io::{AsyncBufRead, BufReader};
+use tokio_util::io::StreamReader;
+
+use crate::body::{self, Body};
+use crate::error::Error;
+
+/// Bodies shorter than this are not worth compressing (the framing costs more).
+const MIN_COMPRESS_LEN: u64 = 256;
+
+/// The content codings sluice can produce or remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Br,
+    Zstd,
+    Gzip,
+    Deflate,
+}
+
+impl Coding {
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Br => "br",
+            Coding::Zstd => "zstd",
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+        }
+    }
+
+    fn from_token(token: &str) -> Option<Self> {
+        match token.trim().to_ascii_lowercase().as_str() {
+            "br" => Some(Coding::Br),
+            "zstd" => Some(Coding::Zstd),
+            "gzip" | "x-gzip" => Some(Coding::Gzip),
+            "deflate" => Some(Coding::Deflate),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed `Accept-Encoding` header. A request without one is treated as
+/// accepting only identity, as nginx and every browser-facing server do.
+#[derive(Debug, Default, Clone)]
+pub struct AcceptEncoding {
+    entries: Vec<(String, f32)>,
+}
+
+impl AcceptEncoding {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut entries = Vec::new();
+        for value in headers.get_all(ACCEPT_ENCODING) {
+            let Ok(value) = value.to_str() else { continue };
+            for item in value.split(',') {
+                let mut parts = item.split(';');
+                let token = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+                if token.is_empty() {
+                    continue;
+                }
+                let q = parts
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .find_map(|q| q.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0)
+                    .clamp(0.0, 1.0);
+                entries.push((token, q));
+            }
+        }
+        AcceptEncoding { entries }
+    }
+
+    fn q(&self, token: &str) -> f32 {
+        let find = |t: &str| self.entries.iter().find(|(e, _)| e == t).map(|(_, q)| *q);
+        let q = find(token).or_else(|| match token {
+            "gzip" => find("x-gzip"),
+            _ => None,
+        });
+        q.or_else(|| find("*")).unwrap_or(0.0)
+    }
+
+    pub fn accepts(&self, coding: Coding) -> bool {
+        self.q(coding.token()) > 0.0
+    }
+
+    /// The coding to compress with: highest q wins, ties go br > zstd > gzip.
+    pub fn preferred(&self) -> Option<Coding> {
+        let mut best: Option<(Coding, f32)> = None;
+        for c in [Coding::Br, Coding::Zstd, Coding::Gzip] {
+            let q = self.q(c.token());
+            if q > 0.0 && best.is_none_or(|(_, bq)| q > bq) {
+                best = Some((c, q));
+            }
+        }
+        best.map(|(c, _)| c)
+    }
+}
+
+/// Is this media type worth compressing? Images other than SVG are not.
+pub fn is_compressible(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.starts_with("text/")
+        || matches!(
+            essence.as_str(),
+            "image/svg+xml"
+                | "application/json"
+                | "application/xml"
+                | "application/javascript"
+                | "application/x-javascript"
+                | "application/ecmascript"
+                | "application/manifest+json"
+                | "application/wasm"
+        )
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml")
+}
+
+/// Rewrite a 200 response for the client's accepted codings. `head` skips
+/// the body transformation (there is no body) but keeps the headers true.
+pub fn negotiate(
+    status: StatusCode,
+    accept: &AcceptEncoding,
+    headers: &mut HeaderMap,
+    body: Body,
+    head: bool,
+) -> Body {
+    let compressible = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(is_compressible);
+    if status != StatusCode::OK {
+        return body;
+    }
+    if compressible {
+        add_vary_accept_encoding(headers);
+    }
+    let no_transform = headers
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("no-transform"));
+    if no_transform {
+        return body;
+    }
+
+    let mut body = body;
+    let mut changed = false;
+    let current = headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_ascii_lowercase());
+    match current.as_deref() {
+        None | Some("") | Some("identity") => {}
+        Some(token) => {
+            let known = Coding::from_token(token);
+            match known {
+                Some(c) if !accept.accepts(c) => {
+                    if !head {
+                        body = transcode(body, |r| decoder(c, r));
+                    }
+                    headers.remove(CONTENT_ENCODING);
+                    changed = true;
+                }
+                // The client takes it as it is, or we cannot decode it.
+                _ => return body,
+            }
+        }
+    }
+
+    let too_small = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len < MIN_COMPRESS_LEN);
+    if compressible && !(too_small && !changed) {
+        if let Some(c) = accept.preferred() {
+            if !head {
+                body = transcode(body, |r| encoder(c, r));
+            }
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
+            changed = true;
+        }
+    }
+
+    if changed {
+        headers.remove(CONTENT_LENGTH);
+        headers.remove(ACCEPT_RANGES);
+        weaken_etag(headers);
+    }
+    body
+}
+
+type Reader = Box<dyn AsyncBufRead + Send + Unpin>;
+type Codec = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+fn decoder(c: Coding, r: Reader) -> Codec {
+    match c {
+        Coding::Br => Box::new(codec::BrotliDecoder::new(r)),
+        Coding::Zstd => Box::new(codec::ZstdDecoder::new(r)),
+        Coding::Gzip => Box::new(codec::GzipDecoder::new(r)),
+        Coding::Deflate => Box::new(codec::ZlibDecoder::new(r)),
+    }
+}
+
+fn encoder(c: Coding, r: Reader) -> Codec {
+    match c {
+        // Quality 4 is brotli's sweet spot for dynamic content: about gzip -6
+        // speed with a better ratio. 11 (the default) is for static assets.
+        Coding::Br => Box::new(codec::BrotliEncoder::with_quality(r, Level::Precise(4))),
+        Coding::Zstd => Box::new(codec::ZstdEncoder::with_quality(r, Level::Precise(3))),
+        Coding::Gzip => Box::new(codec::GzipEncoder::with_quality(r, Level::Precise(6))),
+        Coding::Deflate => Box::new(codec::ZlibEncoder::with_quality(r, Level::Precise(6))),
+    }
+}
+
+/// Run a body through a streaming codec, chunk by chunk.
+fn transcode(body: Body, codec: impl FnOnce(Reader) -> Codec) -> Body {
+    let stream = BodyDataStream::new(body).map_err(io::Error::other);
+    let reader: Reader = Box::new(BufReader::with_capacity(
+        body::CHUNK_SIZE,
+        StreamReader::new(stream),
+    ));
+    body::from_reader(codec(reader), from_codec_error)
+}
+
+/// Errors coming out of a codec are either the wrapped body error (keep its
+/// side) or the codec's own complaint about corrupt input from the origin.
+fn from_codec_error(e: io::Error) -> Error {
+    match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+        Some(Ok(original)) => *original,
+        Some(Err(other)) => {
+            Error::upstream_broken("origin sent a corrupt encoded body").with_cause(other)
+        }
+        None => Error::upstream_broken("origin sent a corrupt encoded body"),
+    }
+}
+
+fn add_vary_accept_encoding(headers: &mut HeaderMap) {
+    let already = headers
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.eq_ignore_ascii_case("accept-encoding")
+        });
+    if !already {
+        headers.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+    }
+}
+
+fn weaken_etag(headers: &mut HeaderMap) {
+    let Some(etag) = headers.get(ETAG).and_then(|v| v.to_str().ok()) else {
+        return;
+    };
+    if etag.starts_with("W/") {
+        return;
+    }
+    if let Ok(weak) = HeaderValue::from_str(&format!("W/{etag}")) {
+        headers.insert(ETAG, weak);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(v: &str) -> AcceptEncoding {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+        AcceptEncoding::from_headers(&h)
+    }
+
+    #[test]
+    fn q_values_choose_the_coding() {
+        assert_eq!(accept("gzip, br, zstd").preferred(), Some(Coding::Br));
+        assert_eq!(accept("gzip;q=1, br;q=0.5").preferred(), Some(Coding::Gzip));
+        assert_eq!(accept("br;q=0, gzip").preferred(), Some(Coding::Gzip));
+        assert_eq!(accept("zstd, gzip;q=0.9").preferred(), Some(Coding::Zstd));
+        assert_eq!(accept("identity").preferred(), None);
+        assert_eq!(accept("*;q=0.5").preferred(), Some(Coding::Br));
+        assert_eq!(accept("*, br;q=0").preferred(), Some(Coding::Zstd));
+        assert_eq!(AcceptEncoding::default().preferred(), None);
+        assert!(accept("x-gzip").accepts(Coding::Gzip));
+        assert!(!accept("gzip").accepts(Coding::Br));
+    }
+
+    #[test]
+    fn only_text_like_types_are_compressible() {
+        assert!(is_compressible("image/svg+xml"));
+        assert!(is_compressible("application/json; charset=utf-8"));
+        assert!(is_compressible("text/css"));
+        assert!(is_compressible("application/ld+json"));
+        assert!(!is_compressible("image/jpeg"));
+        assert!(!is_compressible("image/png"));
+        assert!(!is_compressible("application/zip"));
+    }
+}

@@ -1,0 +1,172 @@
+//! The directory origin: serves files under one root with the semantics of
+//! an HTTP origin (Content-Type, Content-Length, Last-Modified, ETag, Range,
+//! 304, 404). No request reaches outside the root: `..` segments (also when
+//! percent-encoded) are refused, and the resolved path, after following
+//! symlinks, must still lie under the canonical root.
+
+use std::ffi::OsStr;
+use std::io::SeekFrom;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use http::header::{
+    ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::{OriginRequest, OriginResponse};
+use crate::body::{self, Body};
+use crate::conditional::{self, Decision, Validators};
+use crate::error::{Error, Kind, Result, Side};
+
+#[derive(Clone)]
+pub struct DirOrigin {
+    root: Arc<PathBuf>,
+}
+
+impl DirOrigin {
+    pub fn new(root: &Path) -> std::result::Result<Self, String> {
+        let root = std::fs::canonicalize(root)
+            .map_err(|e| format!("origin directory {}: {e}", root.display()))?;
+        if !root.is_dir() {
+            return Err(format!("origin {} is not a directory", root.display()));
+        }
+        Ok(DirOrigin {
+            root: Arc::new(root),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("dir:{}", self.root.display())
+    }
+
+    pub async fn fetch(&self, req: OriginRequest) -> Result<OriginResponse> {
+        if req.method != Method::GET && req.method != Method::HEAD {
+            return Err(Error::new(
+                Kind::MethodNotAllowed,
+                "only GET and HEAD are served",
+            ));
+        }
+        let path = self.resolve(&req.path_and_query).await?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_error(e, "cannot open file"))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| io_error(e, "cannot stat file"))?;
+        if !meta.is_file() {
+            return Err(Error::not_found("no such file").on(Side::Upstream));
+        }
+        let len = meta.len();
+        let modified = meta.modified().ok();
+        let mtime_secs = modified
+            .and_then(|m| m.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        // The same shape as nginx's file ETag: hex mtime and hex length.
+        let validators = Validators {
+            etag: format!("\"{mtime_secs:x}-{len:x}\""),
+            last_modified: modified,
+        };
+
+        let mut headers = HeaderMap::new();
+        headers.insert(ETAG, header_value(&validators.etag));
+        if let Some(m) = modified {
+            headers.insert(LAST_MODIFIED, header_value(&httpdate::fmt_http_date(m)));
+        }
+        let decision = conditional::evaluate(&req.headers, &validators, len);
+        if decision == Decision::NotModified {
+            return Ok(response(StatusCode::NOT_MODIFIED, headers, body::empty()));
+        }
+        let mime = mime_guess::from_path(&path).first_or_octet_stream();
+        headers.insert(CONTENT_TYPE, header_value(mime.essence_str()));
+        headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+        let (status, start, count) = match decision {
+            Decision::Unsatisfiable => {
+                headers.insert(CONTENT_RANGE, header_value(&format!("bytes */{len}")));
+                headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+                return Ok(response(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    headers,
+                    body::empty(),
+                ));
+            }
+            Decision::Partial { start, end } => {
+                headers.insert(
+                    CONTENT_RANGE,
+                    header_value(&format!("bytes {start}-{end}/{len}")),
+                );
+                (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+            }
+            Decision::Full | Decision::NotModified => (StatusCode::OK, 0, len),
+        };
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(count));
+        if req.method == Method::HEAD {
+            return Ok(response(status, headers, body::empty()));
+        }
+        let mut file = file;
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(|e| io_error(e, "cannot seek file"))?;
+        }
+        let body = body::from_reader(file.take(count), |e| {
+            Error::upstream_broken("file read failed").with_cause(e)
+        });
+        Ok(response(status, headers, body))
+    }
+
+    /// Map a request path to a file under the root, or refuse it.
+    async fn resolve(&self, path_and_query: &str) -> Result<PathBuf> {
+        let raw_path = path_and_query.split('?').next().unwrap_or("");
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
+        if decoded.contains(&0) {
+            return Err(Error::bad_request("path contains a NUL byte"));
+        }
+        let mut relative = PathBuf::new();
+        for segment in decoded.split(|b| *b == b'/') {
+            match segment {
+                b"" | b"." => continue,
+                b".." => return Err(Error::forbidden("path escapes the origin directory")),
+                s => relative.push(OsStr::from_bytes(s)),
+            }
+        }
+        if relative.as_os_str().is_empty() {
+            return Err(Error::not_found("no file at the origin root").on(Side::Upstream));
+        }
+        let candidate = self.root.join(&relative);
+        let canonical = tokio::fs::canonicalize(&candidate)
+            .await
+            .map_err(|e| io_error(e, "no such file"))?;
+        if !canonical.starts_with(self.root.as_path()) {
+            return Err(Error::forbidden("path escapes the origin directory"));
+        }
+        Ok(canonical)
+    }
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> OriginResponse {
+    OriginResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    // Only called with ASCII we generated ourselves (dates, numbers, mime types).
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn io_error(e: std::io::Error, reason: &'static str) -> Error {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::NotFound | K::NotADirectory => Error::not_found("no such file").on(Side::Upstream),
+        K::PermissionDenied => Error::forbidden("file is not readable").on(Side::Upstream),
+        _ => Error::upstream_broken(reason).with_cause(e),
+    }
+}

@@ -1,0 +1,140 @@
+//! The HTTP(S) origin: one pooled hyper client (rustls for https) with
+//! connect, first-byte and idle timeouts. It maps transport failures to the
+//! statuses a trusted proxy uses: refused or reset before headers is 502, a
+//! timeout is 504; the origin's own statuses pass through untouched.
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::{OriginRequest, OriginResponse, Timeouts};
+use crate::body::IdleTimeout;
+use crate::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct HttpOrigin {
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    /// `scheme://authority`
+    scheme_authority: String,
+    /// The base path without a trailing slash ("" for the root).
+    base_path: String,
+    host: HeaderValue,
+    timeouts: Timeouts,
+}
+
+impl HttpOrigin {
+    pub fn new(base: Uri, timeouts: Timeouts) -> std::result::Result<Self, String> {
+        let scheme = base.scheme_str().unwrap_or("http").to_string();
+        let authority = base
+            .authority()
+            .ok_or_else(|| format!("origin {base} has no host"))?
+            .to_string();
+        let host = HeaderValue::from_str(&authority).map_err(|e| e.to_string())?;
+        let base_path = base.path().trim_end_matches('/').to_string();
+
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(timeouts.connect));
+        let tls = match HttpsConnectorBuilder::new().with_native_roots() {
+            Ok(b) => b,
+            // No system trust store (a distroless image): use the bundled roots.
+            Err(_) => HttpsConnectorBuilder::new().with_webpki_roots(),
+        };
+        let connector = tls
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(HttpOrigin {
+            client,
+            scheme_authority: format!("{scheme}://{authority}"),
+            base_path,
+            host,
+            timeouts,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!("{}{}", self.scheme_authority, self.base_path)
+    }
+
+    pub async fn fetch(&self, req: OriginRequest) -> Result<OriginResponse> {
+        let uri: Uri = format!(
+            "{}{}{}",
+            self.scheme_authority, self.base_path, req.path_and_query
+        )
+        .parse()
+        .map_err(|e| Error::bad_request("request path is not a valid URI").with_cause(e))?;
+        let mut request = Request::builder()
+            .method(req.method)
+            .uri(uri)
+            .body(Empty::new())
+            .map_err(|e| Error::internal("could not build origin request").with_cause(e))?;
+        *request.headers_mut() = req.headers;
+        request.headers_mut().insert(HOST, self.host.clone());
+
+        let response = match tokio::time::timeout(
+            self.timeouts.first_byte,
+            self.client.request(request),
+        )
+        .await
+        {
+            Err(_elapsed) => {
+                return Err(Error::upstream_timeout(format!(
+                    "origin sent no response headers within {:?}",
+                    self.timeouts.first_byte
+                )))
+            }
+            Ok(Err(e)) => return Err(classify_request_error(e, self.timeouts)),
+            Ok(Ok(r)) => r,
+        };
+        let (parts, incoming) = response.into_parts();
+        let body = incoming
+            .map_err(|e| Error::upstream_broken("origin body failed mid-stream").with_cause(e));
+        Ok(OriginResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: IdleTimeout::new(body, self.timeouts.idle).boxed_unsync(),
+        })
+    }
+}
+
+fn classify_request_error(e: hyper_util::client::legacy::Error, t: Timeouts) -> Error {
+    if e.is_connect() {
+        if is_timeout(&e) {
+            return Error::upstream_timeout(format!(
+                "could not connect to origin within {:?}",
+                t.connect
+            ))
+            .with_cause(e);
+        }
+        return Error::upstream_unavailable("could not connect to origin").with_cause(e);
+    }
+    Error::upstream_unavailable("origin closed the connection before responding").with_cause(e)
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if err.to_string().contains("timed out") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}

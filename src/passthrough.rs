@@ -1,0 +1,64 @@
+//! Pass-through: `GET`/`HEAD /{path}` streamed from the origin to the client.
+//!
+//! The request's headers go to the origin less hop-by-hop ones (so Range,
+//! If-Range, If-None-Match, If-Modified-Since and Accept-Encoding are
+//! forwarded), the origin's status and headers come back the same way, and
+//! the body is handed to hyper chunk by chunk: hyper only polls for the next
+//! chunk once the previous one was written, so a slow client slows the
+//! origin read instead of growing memory. Content coding is the only
+//! transformation ([`crate::encoding`]).
+
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+
+use crate::access_log::RequestContext;
+use crate::body::Body;
+use crate::encoding::{self, AcceptEncoding};
+use crate::error::{Error, Kind, Result};
+use crate::headers;
+use crate::origin::{Origin, OriginRequest};
+
+pub async fn serve<B>(
+    origin: &Origin,
+    req: Request<B>,
+    ctx: &mut RequestContext,
+) -> Result<Response<Body>> {
+    let method = req.method().clone();
+    if method != Method::GET && method != Method::HEAD {
+        return Err(Error::new(
+            Kind::MethodNotAllowed,
+            "only GET and HEAD are proxied",
+        ));
+    }
+    let accept = AcceptEncoding::from_headers(req.headers());
+    let (parts, _no_body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let origin_request = OriginRequest {
+        method: method.clone(),
+        path_and_query,
+        headers: headers::to_origin(parts.headers, parts.version, ctx.client_ip, &ctx.request_id),
+    };
+
+    let asked = Instant::now();
+    let fetched = origin.fetch(origin_request).await;
+    ctx.upstream = Some(asked.elapsed());
+    let upstream = fetched?;
+
+    let mut headers = headers::to_client(upstream.headers, parts.version);
+    let body = encoding::negotiate(
+        upstream.status,
+        &accept,
+        &mut headers,
+        upstream.body,
+        method == Method::HEAD,
+    );
+    let mut response = Response::new(body);
+    *response.status_mut() = upstream.status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}

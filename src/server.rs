@@ -1,0 +1,227 @@
+//! Listeners and connections: accept (bounded by `--max-connections`), serve
+//! HTTP/1.1 and HTTP/2 with hyper, turn handler errors into short plain-text
+//! responses, log one line per request, and drain on shutdown.
+//!
+//! See [`crate::shutdown`] for the shutdown sequence.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::access_log::RequestContext;
+use crate::body::{self, Body, Counted};
+use crate::config::Config;
+use crate::error::{Error, Kind};
+use crate::headers::X_REQUEST_ID;
+use crate::origin::{Origin, Timeouts};
+use crate::router::{self, AppState, Listener};
+use crate::shutdown::Shutdown;
+
+/// A bound, not yet running, sluice.
+pub struct Server {
+    client: TcpListener,
+    admin: TcpListener,
+    state: Arc<AppState>,
+    max_connections: usize,
+    grace: Duration,
+}
+
+impl Server {
+    /// Build the origin and bind both listeners. Errors are start-up errors
+    /// meant for a human (bad flag, port in use).
+    pub async fn bind(config: &Config, shutdown: Shutdown) -> Result<Self, String> {
+        let spec = config.origin_spec()?;
+        let origin = Origin::new(
+            &spec,
+            Timeouts {
+                connect: config.connect_timeout,
+                first_byte: config.first_byte_timeout,
+                idle: config.idle_timeout,
+            },
+        )?;
+        let client = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let admin = TcpListener::bind(config.admin_listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.admin_listen))?;
+        tracing::info!(origin = %origin.describe(), "origin configured");
+        Ok(Server {
+            client,
+            admin,
+            state: Arc::new(AppState { origin, shutdown }),
+            max_connections: config.max_connections.max(1),
+            grace: config.shutdown_grace,
+        })
+    }
+
+    pub fn client_addr(&self) -> std::io::Result<SocketAddr> {
+        self.client.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Serve until shutdown is triggered, then drain within the grace period.
+    pub async fn run(self) {
+        if let (Ok(addr), Ok(admin)) = (self.client_addr(), self.admin_addr()) {
+            tracing::info!(%addr, %admin, "listening");
+        }
+        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let client = serve_listener(
+            self.client,
+            Listener::Client,
+            self.state.clone(),
+            limit,
+            self.grace,
+        );
+        // The admin listener has its own small limit so that a flood of
+        // client connections can never lock operators out.
+        let admin = serve_listener(
+            self.admin,
+            Listener::Admin,
+            self.state.clone(),
+            Arc::new(Semaphore::new(64)),
+            self.grace,
+        );
+        tokio::join!(client, admin);
+        tracing::info!("shutdown complete");
+    }
+}
+
+async fn serve_listener(
+    listener: TcpListener,
+    which: Listener,
+    state: Arc<AppState>,
+    limit: Arc<Semaphore>,
+    grace: Duration,
+) {
+    let shutdown = state.shutdown.clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)));
+    let graceful = GracefulShutdown::new();
+
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break, // semaphore closed: cannot happen, stop cleanly
+            },
+            _ = shutdown.wait() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| handle(state.clone(), which, req, peer));
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?which,
+            ?grace,
+            "grace period over; closing remaining connections"
+        );
+    }
+}
+
+async fn handle(
+    state: Arc<AppState>,
+    which: Listener,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let mut ctx = RequestContext::new(
+        req.headers(),
+        req.method().clone(),
+        req.uri().path().to_string(),
+        peer.ip(),
+    );
+    let mut response = match router::route(state, which, req, &mut ctx).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e, &ctx),
+    };
+    response
+        .headers_mut()
+        .insert(X_REQUEST_ID, ctx.request_id.clone());
+    let status = response.status();
+    let request_id = ctx.request_id.clone();
+    Ok(response.map(move |b| {
+        let logged = b.map_err(move |e| {
+            tracing::warn!(
+                request_id = request_id.to_str().unwrap_or("-"),
+                side = e.side.as_str(),
+                error = %e,
+                "response aborted mid-stream"
+            );
+            e
+        });
+        Counted::new(logged, move |bytes, outcome| {
+            ctx.finish(status, bytes, outcome)
+        })
+        .boxed_unsync()
+    }))
+}
+
+/// The short plain-text answer for an error that happened before the
+/// response started. The cause goes to the log only.
+fn error_response(e: &Error, ctx: &RequestContext) -> Response<Body> {
+    let request_id = ctx.request_id.to_str().unwrap_or("-");
+    if e.status().is_server_error() {
+        tracing::warn!(request_id, side = e.side.as_str(), error = %e, "request failed");
+    } else {
+        tracing::debug!(request_id, side = e.side.as_str(), error = %e, "request refused");
+    }
+    let mut r = Response::new(body::full(format!("{}\n", e.reason)));
+    *r.status_mut() = e.status();
+    let h = r.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if e.kind == Kind::MethodNotAllowed {
+        h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    r
+}
