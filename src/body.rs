@@ -223,8 +223,7 @@ mod tests {
         let err = IdleTimeout::new(stalled, Duration::from_secs(2))
             .collect()
             .await
-            .err()
-            .expect("a stalled body must fail");
+            .expect_err("a stalled body must fail");
         assert_eq!(err.status(), 504);
     }
 }

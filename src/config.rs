@@ -69,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Bytes sluice may hold at once beyond streaming chunks (zip prefetch
+    /// buffers, image buffers). Accepts KiB/MiB/GiB suffixes.
+    #[arg(long, env = "SLUICE_MEMORY_BUDGET", default_value = "256MiB", value_parser = parse_size)]
+    pub memory_budget: u64,
+
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -143,9 +148,41 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Sizes as `512`, `64KiB`, `256MiB`, `2GiB` (also `KB`/`MB`/`GB`, `k`/`m`/`g`,
+/// all powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (try 64KiB, 256MiB, 2GiB)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+    };
+    value
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64KiB"), Ok(64 * 1024));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999999TiB").is_err());
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -197,7 +197,7 @@ pub fn negotiate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len < MIN_COMPRESS_LEN);
-    if compressible && !(too_small && !changed) {
+    if compressible && (changed || !too_small) {
         if let Some(c) = accept.preferred() {
             if !head {
                 body = transcode(body, |r| encoder(c, r));

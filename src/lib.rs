@@ -14,6 +14,7 @@
 
 pub mod access_log;
 pub mod body;
+pub mod budget;
 pub mod conditional;
 pub mod config;
 pub mod encoding;

@@ -11,6 +11,8 @@ use hyper::body::Incoming;
 
 use crate::access_log::RequestContext;
 use crate::body::Body;
+use crate::budget::MemoryBudget;
+use crate::config::Config;
 use crate::error::Result;
 use crate::origin::Origin;
 use crate::shutdown::Shutdown;
@@ -18,7 +20,9 @@ use crate::{health, passthrough};
 
 /// What every handler may use. Built once at start-up.
 pub struct AppState {
+    pub config: Config,
     pub origin: Origin,
+    pub budget: MemoryBudget,
     pub shutdown: Shutdown,
 }
 

@@ -22,6 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::access_log::RequestContext;
 use crate::body::{self, Body, Counted};
+use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::error::{Error, Kind};
 use crate::headers::X_REQUEST_ID;
@@ -61,7 +62,12 @@ impl Server {
         Ok(Server {
             client,
             admin,
-            state: Arc::new(AppState { origin, shutdown }),
+            state: Arc::new(AppState {
+                config: config.clone(),
+                origin,
+                budget: MemoryBudget::new(config.memory_budget),
+                shutdown,
+            }),
             max_connections: config.max_connections.max(1),
             grace: config.shutdown_grace,
         })

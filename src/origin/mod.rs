@@ -59,14 +59,16 @@ pub struct Timeouts {
 /// The configured origin.
 #[derive(Clone)]
 pub enum Origin {
-    Http(HttpOrigin),
+    Http(Box<HttpOrigin>),
     Dir(DirOrigin),
 }
 
 impl Origin {
     pub fn new(spec: &OriginSpec, timeouts: Timeouts) -> std::result::Result<Self, String> {
         Ok(match spec {
-            OriginSpec::Http(uri) => Origin::Http(HttpOrigin::new(uri.clone(), timeouts)?),
+            OriginSpec::Http(uri) => {
+                Origin::Http(Box::new(HttpOrigin::new(uri.clone(), timeouts)?))
+            }
             OriginSpec::Dir(path) => Origin::Dir(DirOrigin::new(path)?),
         })
     }
