@@ -31,6 +31,20 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy (the default when no subcommand is given).
     Serve(Box<Config>),
+    /// Exit 0 if a sluice endpoint answers 2xx, else 1 (for container health checks).
+    Health(HealthArgs),
+}
+
+/// Flags of `sluice health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The endpoint to GET (http:// only).
+    #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+    pub url: String,
+
+    /// Give up (and exit 1) when no response has arrived after this long.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// Everything the server needs to run.
