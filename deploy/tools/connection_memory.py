@@ -71,6 +71,8 @@ async def main():
     ap.add_argument("-n", "--connections", type=int, default=200)
     ap.add_argument("--file-mib", type=int, default=64)
     ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--direct", action="store_true",
+                    help="stall clients on the directory-origin sluice itself (no HTTP origin hop)")
     args = ap.parse_args()
 
     procs = []
@@ -91,6 +93,8 @@ async def main():
             procs.append(proxy)
             wait_ready(o_port)
             wait_ready(p_port)
+            if args.direct:
+                proxy, p_port = procs[0], o_port
             idle = status_kib(proxy.pid, "VmRSS")
             conns = await asyncio.gather(
                 *(stall(p_port, "/big.bin", 1024) for _ in range(args.connections)))
@@ -100,7 +104,7 @@ async def main():
             for _, w in conns:
                 w.close()
             per_conn = (loaded - idle) / args.connections
-            print(f"connections={args.connections} idle_rss_kib={idle} loaded_rss_kib={loaded} "
+            print(f"shape={'dir-origin' if args.direct else 'http-origin'} connections={args.connections} idle_rss_kib={idle} loaded_rss_kib={loaded} "
                   f"hwm_kib={hwm} per_connection_kib={per_conn:.1f}")
         finally:
             for p in procs:
