@@ -126,7 +126,12 @@ async fn serve_listener(
     grace: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    // Cap hyper's per-connection buffer (read buffer and queued writes,
+    // ~400 KiB by default) at one chunk: it bounds memory per stream.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(body::CHUNK_SIZE);
     builder
         .http2()
         .timer(TokioTimer::new())
