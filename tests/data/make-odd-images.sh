@@ -3,7 +3,8 @@
 #
 #   tests/data/make-odd-images.sh [OUTDIR]     (default: tests/data/odd, gitignored)
 #
-# Deterministic for a given tool set (no timestamps or random seeds leak into files) and fast (~2 s).
+# Deterministic for a given tool set (no timestamps or random seeds leak into files) and fast
+# (~2 s CPU; wall time grows on a loaded machine).
 # Writes OUTDIR/INDEX.txt: one line per file, "name<TAB>expect<TAB>description", where expect is
 #   decode  - a valid image every decent decoder reads; sluice must transform it correctly
 #   reject  - broken or hostile input; sluice must answer a clear 4xx/5xx (or visibly abort), never panic,
@@ -66,6 +67,11 @@ cjpeg -quality 90 -progressive -restart 2B "$tmp/base.ppm" >"$out/progressive-re
 add progressive-restart.jpg decode "progressive JPEG with restart markers every 2 MCUs, 4:2:0, q90, 400x300"
 cjpeg -quality 90 -arithmetic "$tmp/base.ppm" >"$out/arithmetic.jpg"
 add arithmetic.jpg maybe "JPEG with arithmetic coding (SOF9); valid but many decoders (zune-jpeg, browsers) do not support it"
+
+im "$tmp/base.ppm" -strip -gravity center -crop 1x1+0+0 +repage -quality 90 "$out/tiny-1x1.jpg"
+add tiny-1x1.jpg decode "baseline JPEG, 1x1 pixel (centre pixel of the photo)"
+im "$tmp/base.ppm" -strip -resize '4000x4!' -quality 90 "$out/thin-4000x4.jpg"
+add thin-4000x4.jpg decode "baseline JPEG, 4000x4 (the photo squashed): extreme aspect ratio, resizing to a height must not yield 0 or huge widths"
 
 # ---- EXIF orientation 1..8: the pixels are stored so that applying the tag gives the upright base ----
 # stored = inverse(display transform) of the upright picture:
@@ -143,6 +149,13 @@ def patch_sof(data, w, h):
             return bytes(b)
         i += 2 + length
 open(f"{out}/huge-dims-65500.jpg", "wb").write(patch_sof(base, 65500, 65500))
+# SOF0 height 0 (legal only with a DNL marker, which this file lacks).
+open(f"{out}/zero-height.jpg", "wb").write(patch_sof(base, 400, 0))
+
+# 16 APP15 segments of 65533 payload bytes (~1 MiB) between SOI and the real headers: valid JPEG whose
+# headers end far past the first 64 KiB chunk; a header sniffer must keep reading (bounded), not give up.
+pad = b"".join(b"\xff\xef" + struct.pack(">H", 65535) + bytes([k]) * 65533 for k in range(16))
+open(f"{out}/app-segments-1mib.jpg", "wb").write(base[:2] + pad + base[2:])
 
 # Decompression bomb, PNG: IHDR claims 65500x65500 RGB with a valid CRC, then one tiny IDAT and IEND.
 def chunk(kind, body):
@@ -158,12 +171,14 @@ add empty.jpg reject "zero-byte file"
 add not-an-image.jpg reject "an HTML error page served under a .jpg name"
 add jpeg-named.png decode "ycc-420.jpg bytes under a .png name: format must come from the bytes, not the name"
 add huge-dims-65500.jpg reject "ycc-420.jpg with SOF0 patched to claim 65500x65500 (4.3 Gpx, ~12.9 GB RGB): must be refused from the header, before allocating"
+add zero-height.jpg reject "ycc-420.jpg with SOF0 height patched to 0 (needs a DNL marker, which is absent)"
+add app-segments-1mib.jpg decode "ycc-420.jpg with 16 APP15 segments of 64 KiB (~1 MiB) before the real headers: SOF starts after byte 1048576"
 add huge-dims-65500.png reject "PNG whose IHDR (valid CRC) claims 65500x65500 RGB, with one tiny IDAT: must be refused from the header"
 
 # ---- PNG variants ----
 im "$tmp/base.ppm" "${PNGDET[@]}" -define png:color-type=2 -depth 8 "$out/png-rgb.png"
 add png-rgb.png decode "PNG truecolour RGB, 8-bit, 400x300"
-im "$tmp/base.ppm" "${PNGDET[@]}" \( +clone -colorspace Gray -fx "0.25+0.75*(i/w)" \) -alpha off -compose CopyOpacity -composite \
+im "$tmp/base.ppm" "${PNGDET[@]}" \( -size 300x400 'gradient:white-gray(25%)' -rotate 90 \) -alpha off -compose CopyOpacity -composite \
     -define png:color-type=6 -depth 8 "$out/png-rgba.png"
 add png-rgba.png decode "PNG RGBA, 8-bit, alpha ramps 25%->100% left to right, 400x300"
 im "$tmp/base.ppm" "${PNGDET[@]}" -depth 16 -define png:color-type=2 -define png:bit-depth=16 "$out/png-rgb16.png"
@@ -175,9 +190,19 @@ add png-gray.png decode "PNG grayscale, 8-bit, 400x300"
 im "$tmp/base.ppm" "${PNGDET[@]}" -interlace PNG -define png:color-type=2 -depth 8 "$out/png-interlaced.png"
 add png-interlaced.png decode "PNG RGB 8-bit, Adam7 interlaced, 400x300"
 
+im "$tmp/base.ppm" "${PNGDET[@]}" \( -size 300x400 'gradient:white-gray(25%)' -rotate 90 \) -alpha off -compose CopyOpacity -composite \
+    -colorspace Gray -define png:color-type=4 -depth 8 "$out/png-gray-alpha.png"
+add png-gray-alpha.png decode "PNG grayscale + alpha (colour type 4), 8-bit, alpha ramps 25%->100% left to right, 400x300"
+im "$tmp/base.ppm" "${PNGDET[@]}" -colorspace Gray -depth 16 -define png:color-type=0 -define png:bit-depth=16 "$out/png-gray16.png"
+add png-gray16.png decode "PNG grayscale, 16 bits per sample, 400x300"
+im "$tmp/base.ppm" "${PNGDET[@]}" -gravity center -crop 1x1+0+0 +repage -define png:color-type=2 -depth 8 "$out/tiny-1x1.png"
+add tiny-1x1.png decode "PNG RGB, 1x1 pixel"
+
 # ---- WebP and animated GIF ----
 vips copy "$tmp/base.ppm" "$out/photo.webp[Q=80,strip]"
 add photo.webp decode "WebP lossy (VP8), q80, 400x300"
+vips copy "$out/png-rgba.png" "$out/photo-alpha-lossless.webp[lossless,strip]"
+add photo-alpha-lossless.webp decode "WebP lossless (VP8L) with alpha (ramp 25%->100%), 400x300"
 im "$tmp/base.ppm" -strip -resize 200x150 "$tmp/f0.ppm"
 im "$tmp/f0.ppm" -flop "$tmp/f1.ppm"
 im "$tmp/f0.ppm" -negate "$tmp/f2.ppm"
