@@ -87,11 +87,11 @@ encode() {
     [[ -s $out/$name ]] && return
     tmp=$out/.tmp-$name
     if ((width < w)); then
-        nice -n 10 vips thumbnail "$in" "$tmp[$opts]" "$width" --height 100000 --size down
+        nice -n 10 vips thumbnail "$in" "${tmp}[$opts]" "$width" --height 100000 --size down
     elif ((width > w)); then
-        nice -n 10 vips resize "$in" "$tmp[$opts]" "$(python3 -c "print($width / $w)")" --kernel lanczos3
+        nice -n 10 vips resize "$in" "${tmp}[$opts]" "$(python3 -c "print($width / $w)")" --kernel lanczos3
     else
-        nice -n 10 vips copy "$in" "$tmp[$opts]"
+        nice -n 10 vips copy "$in" "${tmp}[$opts]"
     fi
     mv "$tmp" "$out/$name"
 }

@@ -38,7 +38,7 @@ add() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$index"; }
 
 # -strip drops metadata; png:exclude-chunks keeps date/time chunks out, so PNGs are byte-reproducible.
 im() { "$IM" "$@"; }
-PNGDET=(-strip -define png:exclude-chunks=date,time)
+PNGDET=(-strip -define "png:exclude-chunks=date,time")
 
 # The upright base picture: 400x300 (landscape, sky on top, so any wrong rotation or flip is visible and
 # changes the aspect ratio). 8-bit sRGB PPM as the lossless intermediate.
@@ -218,7 +218,8 @@ if ((check)); then
     fail=0
     for o in 1 2 3 4 5 6 7 8; do
         tag=$(python3 -c 'import sys;d=open(sys.argv[1],"rb").read();i=d.find(b"\x01\x12\x00\x03");print(int.from_bytes(d[i+8:i+10],"big"))' "$out/orient-$o.jpg")
-        psnr=$(im "$out/orient-$o.jpg" -auto-orient "$tmp/up.ppm" && compare -metric PSNR "$tmp/up.ppm" "$tmp/base.ppm" null: 2>&1 || true)
+        im "$out/orient-$o.jpg" -auto-orient "$tmp/up.ppm"
+        psnr=$(compare -metric PSNR "$tmp/up.ppm" "$tmp/base.ppm" null: 2>&1 || true)
         dims=$(identify -format '%wx%h' "$tmp/up.ppm")
         echo "orient-$o.jpg: tag=$tag upright=$dims psnr-vs-base=$psnr dB"
         # A wrong transform of this photo scores ~10-15 dB; q90 re-encoding alone stays above 30.
@@ -230,5 +231,6 @@ if ((check)); then
             identify "$out/$name" >/dev/null 2>&1 || { echo "check: $name does not decode"; fail=1; }
         fi
     done <"$out/INDEX.txt"
-    ((fail == 0)) && echo "make-odd-images: check passed" || { echo "make-odd-images: check FAILED" >&2; exit 1; }
+    if ((fail)); then echo "make-odd-images: check FAILED" >&2; exit 1; fi
+    echo "make-odd-images: check passed"
 fi
