@@ -10,6 +10,8 @@
 #   reject  - broken or hostile input; sluice must answer a clear 4xx/5xx (or visibly abort), never panic,
 #             never allocate by the header's claims
 #   maybe   - valid per spec but commonly unsupported (e.g. arithmetic coding): decode, or reject clearly
+# Note: libvips (vipsthumbnail) is lenient and "decodes" the truncated/corrupt/huge-dims rows with gray fill and
+# exit code 0, so use it as a PSNR reference only for decode/maybe rows (and never on huge-dims-65500.png: ~30 s).
 #
 # Needs (Debian): imagemagick (the real /usr/bin/convert), libvips-tools, libjpeg-turbo-progs (cjpeg), python3.
 # Installs nothing. Optional: libimage-exiftool-perl, only for the self-check (--check).
