@@ -10,11 +10,14 @@
 //! - `sluice health`, which the image's HEALTHCHECK runs, exits 0 only on a
 //!   2xx answer, against a real sluice and against origins that misbehave.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use common::{Sluice, TestOrigin};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -235,132 +238,99 @@ fn flag_lookup_is_by_whole_name() {
     assert!(configuration_reference("# sluice\n## Usage\n").is_none());
 }
 
-/// A sluice serving an empty directory on ephemeral loopback ports; killed on drop.
-struct Sluice {
-    child: Child,
-    client: String,
+async fn health(url: String, timeout: &'static str) -> (Option<i32>, String, Duration) {
+    tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["health", "--url", &url, "--timeout", timeout])
+            .output()
+            .expect("run sluice health");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            started.elapsed(),
+        )
+    })
+    .await
+    .expect("join")
 }
 
-impl Sluice {
-    fn start() -> Sluice {
-        let dir = std::env::temp_dir().join(format!("sluice-deploy-health-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .args(["--log-format", "json"])
-            .arg("--origin")
-            .arg(&dir)
-            .env_remove("SLUICE_LISTEN")
-            .env_remove("SLUICE_ADMIN_LISTEN")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sluice");
-        // The "listening" log line names the bound address.
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let client = loop {
-            let line = lines
-                .next()
-                .expect("sluice exited before listening")
-                .expect("read log");
-            if line.contains("\"listening\"") {
-                let v = line.split("\"addr\":\"").nth(1).expect("addr field");
-                break v.split('"').next().expect("addr value").to_string();
-            }
-        };
-        // Keep draining the log so sluice never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Sluice { child, client }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_exits_zero_when_sluice_is_ready() {
+    let samples = repo().join("samples");
+    let sluice = Sluice::start(&["--origin", samples.to_str().expect("utf-8 path")]);
+    for url in [
+        sluice.url("/readyz"),
+        sluice.url("/healthz"),
+        sluice.admin_url("/readyz"),
+    ] {
+        let (code, stderr, _) = health(url.clone(), "2s").await;
+        assert_eq!(code, Some(0), "{url}: {stderr}");
     }
 }
 
-impl Drop for Sluice {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_exits_one_on_a_non_2xx_answer() {
+    let origin = TestOrigin::start().await;
+    let mut sluice = Sluice::start(&["--origin", &origin.url(), "--shutdown-grace", "10s"]);
 
-fn health(url: &str, timeout: &str) -> (Option<i32>, String, Duration) {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["health", "--url", url, "--timeout", timeout])
-        .output()
-        .expect("run sluice health");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        started.elapsed(),
-    )
-}
-
-/// A one-shot HTTP server that reads a request and answers `response`
-/// (or, if `None`, says nothing and holds the connection open).
-fn canned_server(response: Option<&'static str>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    std::thread::spawn(move || {
-        if let Ok((mut s, _)) = listener.accept() {
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf);
-            match response {
-                Some(r) => {
-                    let _ = s.write_all(r.as_bytes());
-                }
-                None => std::thread::sleep(Duration::from_secs(10)),
-            }
-        }
-    });
-    addr
-}
-
-#[test]
-fn health_exits_zero_when_sluice_is_ready() {
-    let sluice = Sluice::start();
-    let (code, stderr, _) = health(&format!("http://{}/readyz", sluice.client), "2s");
-    assert_eq!(code, Some(0), "stderr: {stderr}");
-    let (code, stderr, _) = health(&format!("http://{}/healthz", sluice.client), "2s");
-    assert_eq!(code, Some(0), "stderr: {stderr}");
-}
-
-#[test]
-fn health_exits_one_on_a_non_2xx_answer() {
-    let sluice = Sluice::start();
-    // The dir origin has no such file: 404 from a live sluice.
-    let (code, stderr, _) = health(&format!("http://{}/no-such-image.jpg", sluice.client), "2s");
-    assert_eq!(code, Some(1));
-    assert!(stderr.contains("404"), "stderr: {stderr}");
-
-    let addr = canned_server(Some(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 9\r\n\r\ndraining\n",
-    ));
-    let (code, stderr, _) = health(&format!("http://{addr}/readyz"), "2s");
+    // A 503 passed through from the origin.
+    let (code, stderr, _) = health(sluice.url("/status/503"), "2s").await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("503"), "stderr: {stderr}");
+
+    // A draining sluice: keep one response in flight, send SIGTERM (what the
+    // kubelet does after preStop), and the admin listener's /readyz, which
+    // outlives the client drain, must fail the probe.
+    let client = common::client();
+    let mut stalled = client
+        .get(sluice.url("/stall-body/1000"))
+        .send()
+        .await
+        .expect("in-flight request");
+    let _ = stalled.chunk().await;
+    let (code, _, _) = health(sluice.admin_url("/readyz"), "2s").await;
+    assert_eq!(code, Some(0), "ready before SIGTERM");
+    sluice.sigterm();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = (None, String::new(), Duration::ZERO);
+    while Instant::now() < deadline {
+        last = health(sluice.admin_url("/readyz"), "1s").await;
+        if last.0 == Some(1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last.0, Some(1), "still healthy while draining: {}", last.1);
+    assert!(last.1.contains("503"), "stderr: {}", last.1);
+    drop(stalled);
+    assert!(
+        sluice.wait_exit(Duration::from_secs(15)).is_some(),
+        "sluice did not exit"
+    );
 }
 
-#[test]
-fn health_exits_one_when_nothing_answers() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_exits_one_when_nothing_answers() {
     // Refused: a port nobody listens on.
     let port = TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let (code, stderr, _) = health(&format!("http://127.0.0.1:{port}/readyz"), "2s");
+    let (code, stderr, _) = health(format!("http://127.0.0.1:{port}/readyz"), "2s").await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("cannot connect"), "stderr: {stderr}");
 
     // Silent: accepts, never answers. Must give up after the timeout, not hang.
-    let addr = canned_server(None);
-    let (code, stderr, took) = health(&format!("http://{addr}/readyz"), "500ms");
+    let origin = TestOrigin::start().await;
+    let (code, stderr, took) = health(format!("{}/stall-headers", origin.url()), "500ms").await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("no answer within"), "stderr: {stderr}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
 
     // Not something the probe can ask.
-    let (code, stderr, _) = health("https://127.0.0.1:8443/readyz", "1s");
+    let (code, stderr, _) = health("https://127.0.0.1:8443/readyz".into(), "1s").await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("only http://"), "stderr: {stderr}");
 }
