@@ -133,7 +133,7 @@ fn check_rejects_manifests_that_break_their_promises() {
     for expected in [
         "FAIL base/sluice: terminationGracePeriodSeconds 20 <= preStop + shutdown grace = 35",
         "FAIL base/service/sluice: exposes ['admin'], not only sluice's client port",
-        "FAIL overlays/shield/sluice: memory limit 1344Mi < budget 2048 MiB",
+        "FAIL overlays/shield/sluice: memory limit 1280Mi < budget 2048 MiB",
     ] {
         assert!(
             stdout.contains(expected),

@@ -30,7 +30,7 @@ import yaml
 # The per-connection and baseline terms of the memory arithmetic. They are
 # measured by deploy/tools/connection_memory.py (see docs/readme-deploy.md);
 # change them here and in the MEMORY_LIMIT_ARITHMETIC comments together.
-STREAMING_KIB_PER_CONNECTION = 1024
+STREAMING_KIB_PER_CONNECTION = 384
 BASELINE_MIB = 64
 
 UNITS = {"": 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30,
