@@ -59,6 +59,11 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ORIGIN")]
     pub origin: Option<String>,
 
+    /// PEM file of extra CA certificates to trust for an https origin (an
+    /// internal CA), on top of the system's roots.
+    #[arg(long, env = "SLUICE_ORIGIN_CA_FILE")]
+    pub origin_ca_file: Option<PathBuf>,
+
     /// Address for the admin listener (metrics, profiling).
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,

@@ -51,6 +51,7 @@ impl Server {
                 first_byte: config.first_byte_timeout,
                 idle: config.idle_timeout,
             },
+            config.origin_ca_file.as_deref(),
         )?;
         let client = TcpListener::bind(config.listen)
             .await

@@ -146,3 +146,19 @@ async fn no_request_reaches_outside_the_root() {
         assert!(!text.contains("root:"), "{target} leaked /etc/passwd");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_origin_the_bundled_samples_are_served() {
+    let sluice = Sluice::start(&[]);
+    let r = client()
+        .get(sluice.url("/sunset.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    let body = r.bytes().await.unwrap();
+    let on_disk =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/sunset.jpg")).unwrap();
+    assert_eq!(body.to_vec(), on_disk);
+}

@@ -120,3 +120,32 @@ async fn one_access_log_line_per_request_with_its_facts() {
     assert!(json_field(&line, "duration_ms").parse::<f64>().unwrap() > 0.0);
     assert!(json_field(&line, "upstream_ms").parse::<f64>().unwrap() > 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_holds_further_connections_until_one_closes() {
+    let origin = TestOrigin::start().await;
+    let sluice = Sluice::start(&["--origin", &origin.url(), "--max-connections", "1"]);
+    // The first connection is busy with a ~1 s download.
+    let first = client()
+        .get(sluice.url("/slow/1000000?delay_ms=10&chunk=10000"))
+        .send()
+        .await
+        .unwrap();
+    let second = tokio::spawn({
+        let url = sluice.url("/healthz");
+        async move {
+            let t = Instant::now();
+            let r = client().get(url).send().await.unwrap();
+            (r.status(), t.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "a second connection was served past the limit"
+    );
+    assert_eq!(first.bytes().await.unwrap().len(), 1_000_000);
+    let (status, waited) = second.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(waited >= Duration::from_millis(300));
+}

@@ -282,3 +282,30 @@ async fn a_slow_client_slows_the_origin_instead_of_growing_memory() {
     assert!(rss < 32 << 20, "peak RSS {} MiB", rss >> 20);
     drop(stream);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_origin_is_verified_against_the_given_ca() {
+    let dir = std::env::temp_dir().join(format!("sluice-pki-{}", std::process::id()));
+    let (ca, leaf, key) = common::make_test_pki(&dir);
+    let origin = TestOrigin::start_tls(&leaf, &key).await;
+    let url = format!("https://localhost:{}", origin.addr.port());
+
+    let trusted = Sluice::start(&["--origin", &url, "--origin-ca-file", ca.to_str().unwrap()]);
+    let r = client()
+        .get(trusted.url("/bytes/100000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert!(body.len() == 100_000 && is_pattern(0, &body));
+
+    // Without the CA the origin's certificate is not trusted: 502, not data.
+    let untrusted = Sluice::start(&["--origin", &url]);
+    let r = client()
+        .get(untrusted.url("/bytes/100"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+}

@@ -28,7 +28,11 @@ pub struct HttpOrigin {
 }
 
 impl HttpOrigin {
-    pub fn new(base: Uri, timeouts: Timeouts) -> std::result::Result<Self, String> {
+    pub fn new(
+        base: Uri,
+        timeouts: Timeouts,
+        tls: rustls::ClientConfig,
+    ) -> std::result::Result<Self, String> {
         let scheme = base.scheme_str().unwrap_or("http").to_string();
         let authority = base
             .authority()
@@ -41,12 +45,8 @@ impl HttpOrigin {
         tcp.enforce_http(false);
         tcp.set_nodelay(true);
         tcp.set_connect_timeout(Some(timeouts.connect));
-        let tls = match HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(b) => b,
-            // No system trust store (a distroless image): use the bundled roots.
-            Err(_) => HttpsConnectorBuilder::new().with_webpki_roots(),
-        };
-        let connector = tls
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()

@@ -9,6 +9,7 @@
 
 mod dir;
 mod http_origin;
+mod tls;
 
 use std::time::Duration;
 
@@ -64,11 +65,18 @@ pub enum Origin {
 }
 
 impl Origin {
-    pub fn new(spec: &OriginSpec, timeouts: Timeouts) -> std::result::Result<Self, String> {
+    /// `extra_ca` is a PEM bundle of CAs to trust besides the system's.
+    pub fn new(
+        spec: &OriginSpec,
+        timeouts: Timeouts,
+        extra_ca: Option<&std::path::Path>,
+    ) -> std::result::Result<Self, String> {
         Ok(match spec {
-            OriginSpec::Http(uri) => {
-                Origin::Http(Box::new(HttpOrigin::new(uri.clone(), timeouts)?))
-            }
+            OriginSpec::Http(uri) => Origin::Http(Box::new(HttpOrigin::new(
+                uri.clone(),
+                timeouts,
+                tls::client_config(extra_ca)?,
+            )?)),
             OriginSpec::Dir(path) => Origin::Dir(DirOrigin::new(path)?),
         })
     }

@@ -233,6 +233,30 @@ pub struct TestOrigin {
 impl TestOrigin {
     /// Start on an ephemeral loopback port, inside the current tokio runtime.
     pub async fn start() -> TestOrigin {
+        Self::start_with(None).await
+    }
+
+    /// The same origin behind TLS with the given certificate chain and key.
+    pub async fn start_tls(cert_pem: &std::path::Path, key_pem: &std::path::Path) -> TestOrigin {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_pem)
+            .unwrap()
+            .map(|c| c.unwrap())
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(key_pem).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> TestOrigin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let log = Arc::new(Mutex::new(OriginLog::default()));
@@ -245,14 +269,16 @@ impl TestOrigin {
                     _ = &mut rx => break,
                 };
                 let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    state.lock().unwrap().open_connections += 1;
-                    let svc_state = state.clone();
-                    let svc = service_fn(move |req| respond(svc_state.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                    state.lock().unwrap().open_connections -= 1;
+                    match tls {
+                        None => serve_origin_connection(stream, state).await,
+                        Some(acceptor) => {
+                            if let Ok(tls_stream) = acceptor.accept(stream).await {
+                                serve_origin_connection(tls_stream, state).await
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -287,6 +313,101 @@ impl TestOrigin {
             .find(|(p, _)| p == path)
             .map(|(_, h)| h.clone())
     }
+}
+
+async fn serve_origin_connection<I>(io: I, state: Arc<Mutex<OriginLog>>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    state.lock().unwrap().open_connections += 1;
+    let svc_state = state.clone();
+    let svc = service_fn(move |req| respond(svc_state.clone(), req));
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
+    state.lock().unwrap().open_connections -= 1;
+}
+
+/// A throwaway CA and a certificate it signed for localhost/127.0.0.1,
+/// made with the openssl command line. Returns (ca.pem, leaf.pem, leaf.key).
+pub fn make_test_pki(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec[..],
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=sluice test CA",
+            "-days",
+            "2",
+        ][..],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec[..],
+        &[
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=localhost",
+        ][..],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
 }
 
 fn query(req: &Request<Incoming>) -> HashMap<String, String> {
