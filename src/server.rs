@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::access_log::RequestContext;
-use crate::body::{self, Body, Counted, Outcome};
+use crate::body::{self, Body, Counted};
 use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::error::{Error, Kind};
@@ -177,7 +177,6 @@ async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<Body>, Infallible> {
-    let is_head = req.method() == http::Method::HEAD;
     let mut ctx = RequestContext::new(
         req.headers(),
         req.method().clone(),
@@ -193,8 +192,6 @@ async fn handle(
         .insert(X_REQUEST_ID, ctx.request_id.clone());
     let status = response.status();
     let request_id = ctx.request_id.clone();
-    let expected = expected_body_len(is_head, status, response.headers())
-        .or_else(|| http_body::Body::size_hint(response.body()).exact());
     Ok(response.map(move |b| {
         let logged = b.map_err(move |e| {
             tracing::warn!(
@@ -206,36 +203,10 @@ async fn handle(
             e
         });
         Counted::new(logged, move |bytes, outcome| {
-            // hyper stops polling a body once it has written Content-Length
-            // bytes (or none, for HEAD, 204 and 304) and drops it without
-            // reading its end: that is a complete response, not a client
-            // that went away.
-            let outcome = match outcome {
-                Outcome::Dropped if expected == Some(bytes) => Outcome::Complete,
-                other => other,
-            };
             ctx.finish(status, bytes, outcome)
         })
         .boxed_unsync()
     }))
-}
-
-/// How many body bytes hyper will send before it considers the response
-/// done, when that is known in advance.
-fn expected_body_len(
-    is_head: bool,
-    status: http::StatusCode,
-    headers: &http::HeaderMap,
-) -> Option<u64> {
-    if is_head || status.is_informational() || status == 204 || status == 304 {
-        return Some(0);
-    }
-    headers
-        .get(http::header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// The short plain-text answer for an error that happened before the
