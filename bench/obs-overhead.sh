@@ -1,72 +1,88 @@
 #!/usr/bin/env bash
-# Throughput cost of built-in heap profiling while it is inactive (issue 5).
+# Throughput cost of built-in heap profiling while it is switched off (issue 5).
 #
-# Builds three release binaries from this checkout:
-#   prof    default features: jemalloc with profiling built in, prof_active:false
-#   noprof  --no-default-features --features jemalloc (jemalloc, no profiling)
-#   system  --no-default-features (the system allocator)
-# then runs the same wrk load against each (pass-through from a directory
-# origin, on loopback), interleaved over ROUNDS rounds so that drift of a
-# shared machine hits all three alike, and prints the median requests/s of
-# each and the ratios to `noprof`.
+# The proxy benchmark's setup (bench/proxy.sh): a Debian nginx static origin
+# on loopback serving the real-photo JPEG corpus (bench/corpus.sh), wrk with
+# the rotating path list, same connections and threads. Three release builds
+# of this checkout take turns, RUNS rounds, so that drift of a shared machine
+# hits all of them alike:
+#   prof    default features: jemalloc, heap profiling built in (prof:true,
+#           prof_active:false), /metrics
+#   noprof  --no-default-features --features jemalloc: jemalloc, no profiling
+#   system  --no-default-features: the system allocator, no profiling
+# Prints per-run requests/s and the medians, and the ratios to `noprof`.
 #
-# Usage: bench/obs-overhead.sh            (ROUNDS=5 DURATION=10s CONNS=32 by default)
-#        SKIP_BUILD=1 bench/obs-overhead.sh   (reuse binaries in $OUT)
-# sluice runs on CPU 0 and wrk on CPU 1 (taskset) when the machine has 2+ CPUs.
+#   bench/obs-overhead.sh                       # 5 rounds x 10 s, 64 connections
+#   RUNS=3 DURATION=15s bench/obs-overhead.sh
+#   SKIP_BUILD=1 bench/obs-overhead.sh          # reuse bench/out/obs-bin/*
+#   VARIANTS="prof noprof" bench/obs-overhead.sh  # skip the system-allocator build
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-5}
+source "$(dirname "$0")/lib.sh"
+
+CONNS=${CONNS:-64}
 DURATION=${DURATION:-10s}
-CONNS=${CONNS:-32}
-OUT=${OUT:-target/obs-bench}
-PORT_BASE=${PORT_BASE:-18480}
-mkdir -p "$OUT/origin"
+RUNS=${RUNS:-5}
+THREADS=${THREADS:-2}
+VARIANTS=${VARIANTS:-prof noprof system}
+CORPUS=${CORPUS:-$OUT_DIR/corpus}
+ORIGIN_PORT=18091 SLUICE_PORT=18093 SLUICE_ADMIN=18094
+BIN_DIR="$OUT_DIR/obs-bin"
+mkdir -p "$BIN_DIR"
 
+[ -d "$CORPUS" ] || "$BENCH_DIR/corpus.sh"
 if [ -z "${SKIP_BUILD:-}" ]; then
-  nice -n 10 cargo build --release --bin sluice
-  cp target/release/sluice "$OUT/sluice-prof"
-  nice -n 10 cargo build --release --bin sluice --no-default-features --features jemalloc
-  cp target/release/sluice "$OUT/sluice-noprof"
-  nice -n 10 cargo build --release --bin sluice --no-default-features
-  cp target/release/sluice "$OUT/sluice-system"
-  # leave the default build in place
-  nice -n 10 cargo build --release --bin sluice
+  cd "$REPO_DIR"
+  nice -n 10 cargo build --release --quiet --bin sluice --no-default-features --features jemalloc
+  cp target/release/sluice "$BIN_DIR/sluice-noprof"
+  if [[ " $VARIANTS " == *" system "* ]]; then
+    nice -n 10 cargo build --release --quiet --bin sluice --no-default-features
+    cp target/release/sluice "$BIN_DIR/sluice-system"
+  fi
+  # the default build last, so target/release/sluice stays the default
+  nice -n 10 cargo build --release --quiet --bin sluice
+  cp target/release/sluice "$BIN_DIR/sluice-prof"
 fi
 
-# Two bodies: 4 KiB (per-request costs dominate) and 256 KiB (streaming).
-head -c 4096 /dev/urandom > "$OUT/origin/small.bin"
-head -c 262144 /dev/urandom > "$OUT/origin/medium.bin"
+(cd "$CORPUS" && find . -type f \( -name '*.jpg' -o -name '*.jpeg' \) | sed 's|^\.||' | sort) > "$OUT_DIR/obs-paths.txt"
 
-pin_server=(); pin_client=()
-if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
-  pin_server=(taskset -c 0); pin_client=(taskset -c 1)
-fi
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
 
-run_one() { # variant file -> prints requests/s
-  local variant=$1 file=$2 port=$((PORT_BASE)) admin=$((PORT_BASE + 1))
-  "${pin_server[@]}" "$OUT/sluice-$variant" --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$admin \
-    --origin "$OUT/origin" --log-format json >/dev/null 2>&1 &
-  local pid=$!
-  for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$port/$file && break; sleep 0.1; done
-  # warm-up, then the measured run
-  "${pin_client[@]}" wrk -t1 -c"$CONNS" -d2s http://127.0.0.1:$port/$file >/dev/null
-  "${pin_client[@]}" wrk -t1 -c"$CONNS" -d"$DURATION" http://127.0.0.1:$port/$file \
-    | awk '/^Requests\/sec/ {print $2}'
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-}
+origin_pid=$(start_nginx obs-origin "
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
+    keepalive_requests 1000000;
+    root $CORPUS;
+    sendfile on; tcp_nopush on;
+  }")
+pids+=("$origin_pid")
+wait_http "http://127.0.0.1:$ORIGIN_PORT$(head -1 "$OUT_DIR/obs-paths.txt")"
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-
-for file in small.bin medium.bin; do
-  : > "$OUT/$file.prof"; : > "$OUT/$file.noprof"; : > "$OUT/$file.system"
-  for r in $(seq "$ROUNDS"); do
-    for v in prof noprof system; do
-      rps=$(run_one "$v" "$file")
-      echo "$rps" >> "$OUT/$file.$v"
-      echo "round $r $file $v $rps req/s" >&2
-    done
+results="$OUT_DIR/obs-overhead-results.txt"
+: > "$results"
+for run in $(seq 1 "$RUNS"); do
+  for variant in $VARIANTS; do
+    "$BIN_DIR/sluice-$variant" --listen 127.0.0.1:$SLUICE_PORT --admin-listen 127.0.0.1:$SLUICE_ADMIN \
+      --origin "http://127.0.0.1:$ORIGIN_PORT" --debug-token obs-overhead-bench-token > "$OUT_DIR/obs-sluice.log" 2>&1 &
+    spid=$!
+    wait_http "http://127.0.0.1:$SLUICE_PORT/healthz"
+    out="$OUT_DIR/obs-wrk-$variant.txt"
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s -s "$BENCH_DIR/rotate.lua" \
+      "http://127.0.0.1:$SLUICE_PORT" -- "$OUT_DIR/obs-paths.txt" > "$out"
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
+    kill "$spid"; wait "$spid" 2>/dev/null || true
+    echo "$variant run $run: $rps ${errors}" | tee -a "$results"
   done
-  p=$(median < "$OUT/$file.prof"); n=$(median < "$OUT/$file.noprof"); s=$(median < "$OUT/$file.system")
-  printf '%s: median req/s  prof=%s  noprof=%s  system=%s  prof/noprof=%.3f  system/noprof=%.3f\n' \
-    "$file" "$p" "$n" "$s" "$(echo "$p / $n" | bc -l)" "$(echo "$s / $n" | bc -l)"
 done
+
+echo
+echo "| build | req/s (median of $RUNS) | vs noprof |"
+echo "|---|---|---|"
+n=$(awk '$1=="noprof" {print $4}' "$results" | median)
+for v in $VARIANTS; do
+  m=$(awk -v v=$v '$1==v {print $4}' "$results" | median)
+  printf '| %s | %.0f | %.3f |\n' "$v" "$m" "$(echo "$m / $n" | bc -l)"
+done
+echo "(runs=$RUNS, $DURATION each, $CONNS connections, $THREADS wrk threads, nginx origin, $(wc -l < "$OUT_DIR/obs-paths.txt") JPEGs)"

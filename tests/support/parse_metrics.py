@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Parse a /metrics body from stdin with the official Python client's parser
-and print every sample as JSON lines: {"family", "type", "name", "labels", "value"}.
+and print every sample as one tab-separated line:
+    family  type  sample_name  label=value,label=value  value
+(labels sorted by name; our label values never contain ',' or '=').
 
 Usage: parse_metrics.py prometheus|openmetrics < body
 
 Exits non-zero (with the parser's message) when the text does not parse, so a
 test that shells out to this fails on malformed exposition text.
 """
-import json
 import sys
 
 fmt = sys.argv[1] if len(sys.argv) > 1 else "prometheus"
@@ -23,13 +24,7 @@ families = 0
 for family in text_string_to_metric_families(text):
     families += 1
     for s in family.samples:
-        print(json.dumps({
-            "family": family.name,
-            "type": family.type,
-            "unit": getattr(family, "unit", ""),
-            "name": s.name,
-            "labels": s.labels,
-            "value": s.value,
-        }))
+        labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+        print(f"{family.name}\t{family.type}\t{s.name}\t{labels}\t{s.value!r}")
 if families == 0:
     sys.exit("no metric families parsed")
