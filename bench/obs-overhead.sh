@@ -10,12 +10,15 @@
 #           prof_active:false), /metrics
 #   noprof  --no-default-features --features jemalloc: jemalloc, no profiling
 #   system  --no-default-features: the system allocator, no profiling
+#   proffalse  the `prof` binary run with MALLOC_CONF=prof:false (profiling
+#           compiled in but switched off at start-up; no extra build)
 # Prints per-run requests/s and the medians, and the ratios to `noprof`.
 #
 #   bench/obs-overhead.sh                       # 5 rounds x 10 s, 64 connections
 #   RUNS=3 DURATION=15s bench/obs-overhead.sh
 #   SKIP_BUILD=1 bench/obs-overhead.sh          # reuse bench/out/obs-bin/*
 #   VARIANTS="prof noprof" bench/obs-overhead.sh  # skip the system-allocator build
+#   SKIP_BUILD=1 VARIANTS="prof proffalse" BASE=proffalse bench/obs-overhead.sh
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -63,7 +66,9 @@ results="$OUT_DIR/obs-overhead-results.txt"
 : > "$results"
 for run in $(seq 1 "$RUNS"); do
   for variant in $VARIANTS; do
-    "$BIN_DIR/sluice-$variant" --listen 127.0.0.1:$SLUICE_PORT --admin-listen 127.0.0.1:$SLUICE_ADMIN \
+    bin="$BIN_DIR/sluice-$variant" malloc_conf=""
+    if [ "$variant" = proffalse ]; then bin="$BIN_DIR/sluice-prof" malloc_conf="prof:false"; fi
+    MALLOC_CONF="$malloc_conf" "$bin" --listen 127.0.0.1:$SLUICE_PORT --admin-listen 127.0.0.1:$SLUICE_ADMIN \
       --origin "http://127.0.0.1:$ORIGIN_PORT" --debug-token obs-overhead-bench-token > "$OUT_DIR/obs-sluice.log" 2>&1 &
     spid=$!
     wait_http "http://127.0.0.1:$SLUICE_PORT/healthz"
@@ -78,9 +83,10 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 echo
-echo "| build | req/s (median of $RUNS) | vs noprof |"
+echo "| build | req/s (median of $RUNS) | vs ${BASE:-noprof} |"
 echo "|---|---|---|"
-n=$(awk '$1=="noprof" {print $4}' "$results" | median)
+base=${BASE:-noprof}
+n=$(awk -v b="$base" '$1==b {print $4}' "$results" | median)
 for v in $VARIANTS; do
   m=$(awk -v v=$v '$1==v {print $4}' "$results" | median)
   printf '| %s | %.0f | %.3f |\n' "$v" "$m" "$(echo "$m / $n" | bc -l)"
