@@ -485,7 +485,13 @@ async fn a_heap_profile_from_a_running_server_reads_in_go_tool_pprof() {
         &[("MALLOC_CONF", "lg_prof_sample:12")],
     );
     let auth = format!("Bearer {TOKEN}");
-    let resp = call(&sluice, "POST", "/debug/pprof/heap/activate", Some(&auth)).await;
+    let resp = call(
+        &sluice,
+        "POST",
+        "/debug/pprof/heap/activate",
+        Some(auth.as_str()),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         scrape(&sluice)
@@ -518,7 +524,7 @@ async fn a_heap_profile_from_a_running_server_reads_in_go_tool_pprof() {
         open.push(stream);
     }
 
-    let resp = call(&sluice, "GET", "/debug/pprof/heap", Some(&auth)).await;
+    let resp = call(&sluice, "GET", "/debug/pprof/heap", Some(auth.as_str())).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
     let profile = resp.bytes().await.unwrap();
@@ -568,7 +574,13 @@ async fn a_heap_profile_from_a_running_server_reads_in_go_tool_pprof() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("sluice::"));
     let _ = std::fs::remove_file(&path);
 
-    let resp = call(&sluice, "POST", "/debug/pprof/heap/deactivate", Some(&auth)).await;
+    let resp = call(
+        &sluice,
+        "POST",
+        "/debug/pprof/heap/deactivate",
+        Some(auth.as_str()),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         scrape(&sluice)
