@@ -1,6 +1,7 @@
 //! One structured log line per request, written when the response body has
 //! ended (so it carries the bytes actually sent and how the transfer ended),
-//! and the per-request context that collects what the line reports.
+//! and the per-request context that collects what the line reports. The
+//! same moment feeds the request metrics ([`crate::metrics::http`]).
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,6 +11,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::body::Outcome;
 use crate::headers::X_REQUEST_ID;
+use crate::metrics::http::{self as http_metrics, InFlight, Route};
 
 /// What one request's log line will say.
 pub struct RequestContext {
@@ -20,6 +22,9 @@ pub struct RequestContext {
     pub started: Instant,
     /// Time until the origin's response headers arrived, if it was asked.
     pub upstream: Option<Duration>,
+    /// Which handler answered; set by the router.
+    pub route: Route,
+    _in_flight: InFlight,
 }
 
 impl RequestContext {
@@ -31,12 +36,16 @@ impl RequestContext {
             path,
             started: Instant::now(),
             upstream: None,
+            route: Route::Unmatched,
+            _in_flight: http_metrics::request_started(),
         }
     }
 
     /// Emit the access log line.
     pub fn finish(self, status: StatusCode, bytes: u64, outcome: Outcome) {
-        let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let elapsed = self.started.elapsed();
+        http_metrics::request_finished(self.route, status.as_u16(), bytes, elapsed, outcome);
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
         let upstream_ms = self.upstream.map(|d| d.as_secs_f64() * 1000.0);
         let request_id = self.request_id.to_str().unwrap_or("-");
         let outcome = match outcome {
@@ -50,6 +59,7 @@ impl RequestContext {
             method = %self.method,
             path = %self.path,
             status = status.as_u16(),
+            route = self.route.as_str(),
             bytes,
             duration_ms,
             upstream_ms,

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::profiling::DebugToken;
+
 /// sluice: a streaming reverse proxy for image origins.
 #[derive(Debug, Parser)]
 #[command(
@@ -92,6 +94,11 @@ pub struct Config {
     /// buffers, image buffers). Accepts KiB/MiB/GiB suffixes.
     #[arg(long, env = "SLUICE_MEMORY_BUDGET", default_value = "256MiB", value_parser = parse_size)]
     pub memory_budget: u64,
+
+    /// Bearer token for the /debug/pprof endpoints on the admin listener
+    /// (at least 16 characters). Without it those endpoints do not exist (404).
+    #[arg(long, env = "SLUICE_DEBUG_TOKEN", hide_env_values = true, value_parser = DebugToken::parse)]
+    pub debug_token: Option<DebugToken>,
 
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -23,8 +23,10 @@ pub mod headers;
 pub mod health;
 pub mod health_probe;
 pub mod logging;
+pub mod metrics;
 pub mod origin;
 pub mod passthrough;
+pub mod profiling;
 pub mod router;
 pub mod server;
 pub mod shutdown;
@@ -36,6 +38,13 @@ pub use error::{Error, Result};
 pub async fn run(config: Config) -> std::result::Result<(), String> {
     let shutdown = shutdown::Shutdown::new();
     let server = server::Server::bind(&config, shutdown.clone()).await?;
+    match profiling::heap::availability() {
+        Ok(()) if config.debug_token.is_some() => {
+            tracing::info!("heap profiling available, inactive (POST /debug/pprof/heap/activate)")
+        }
+        Ok(()) => tracing::info!("heap profiling available; set --debug-token to reach it"),
+        Err(why) => tracing::info!(why, "heap profiling not available"),
+    }
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         shutdown::wait_for_signal().await;

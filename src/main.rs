@@ -1,10 +1,40 @@
 //! The `sluice` binary: parse flags, start logging, run. All logic lives in
 //! the library so that tests and benchmarks drive exactly the same code.
+//!
+//! The binary also picks the allocator: jemalloc (cargo feature `jemalloc`,
+//! on by default), whose counters `/metrics` reports and whose heap
+//! profiler the admin listener can switch on (feature `heap-profiling`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use sluice::config::{Cli, Command};
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc reads its options from this symbol at start-up (then from
+/// `MALLOC_CONF`, which can override them). `prof:true` builds the heap
+/// profiler's data structures; `prof_active:false` keeps it from sampling
+/// until `POST /debug/pprof/heap/activate`; `lg_prof_sample:19` samples one
+/// allocation per 512 KiB allocated on average once active. With the
+/// `heap-profiling` feature jemalloc is built unprefixed, so the symbol is
+/// `malloc_conf` (a prefixed build would read `_rjem_malloc_conf`).
+#[cfg(feature = "heap-profiling")]
+#[export_name = "malloc_conf"]
+pub static MALLOC_CONF: MallocConf =
+    MallocConf(c"prof:true,prof_active:false,lg_prof_sample:19".as_ptr());
+
+/// C's `const char *malloc_conf`.
+#[cfg(feature = "heap-profiling")]
+#[repr(transparent)]
+pub struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a 'static, immutable, NUL-terminated string
+// that nothing ever writes to, so sharing it between threads is sound.
+#[cfg(feature = "heap-profiling")]
+unsafe impl Sync for MallocConf {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

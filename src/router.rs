@@ -14,9 +14,10 @@ use crate::body::Body;
 use crate::budget::MemoryBudget;
 use crate::config::Config;
 use crate::error::Result;
+use crate::metrics::http::Route;
 use crate::origin::Origin;
 use crate::shutdown::Shutdown;
-use crate::{health, passthrough};
+use crate::{health, metrics, passthrough, profiling};
 
 /// What every handler may use. Built once at start-up.
 pub struct AppState {
@@ -40,9 +41,26 @@ pub async fn route(
     ctx: &mut RequestContext,
 ) -> Result<Response<Body>> {
     match (listener, req.uri().path()) {
-        (_, "/healthz") => Ok(health::live()),
-        (_, "/readyz") => Ok(health::ready(&state.shutdown)),
-        (Listener::Client, _) => passthrough::serve(&state.origin, req, ctx).await,
+        (_, "/healthz") => {
+            ctx.route = Route::Health;
+            Ok(health::live())
+        }
+        (_, "/readyz") => {
+            ctx.route = Route::Health;
+            Ok(health::ready(&state.shutdown))
+        }
+        (Listener::Client, _) => {
+            ctx.route = Route::Passthrough;
+            passthrough::serve(&state.origin, req, ctx).await
+        }
+        (Listener::Admin, "/metrics") => {
+            ctx.route = Route::Metrics;
+            metrics::serve(req.method(), req.headers(), &state.budget)
+        }
+        (Listener::Admin, path) if path == "/debug" || path.starts_with("/debug/") => {
+            ctx.route = Route::Debug;
+            profiling::serve(state.config.debug_token.as_ref(), req, ctx).await
+        }
         (Listener::Admin, _) => Err(crate::error::Error::not_found("no such admin endpoint")),
     }
 }

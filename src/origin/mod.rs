@@ -84,10 +84,12 @@ impl Origin {
     /// Fetch one resource. Errors before the response headers are returned
     /// here; errors while streaming surface as body errors.
     pub async fn fetch(&self, req: OriginRequest) -> Result<OriginResponse> {
-        match self {
+        let asked = std::time::Instant::now();
+        let fetched = match self {
             Origin::Http(o) => o.fetch(req).await,
             Origin::Dir(o) => o.fetch(req).await,
-        }
+        };
+        crate::metrics::upstream::observe_fetch(asked, fetched)
     }
 
     /// A short description for logs (`http://host:port/base` or `dir:/srv`).
