@@ -27,6 +27,7 @@ pub mod passthrough;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod zip;
 
 pub use config::{Cli, Config};
 pub use error::{Error, Result};

@@ -42,7 +42,10 @@ pub async fn route(
     match (listener, req.uri().path()) {
         (_, "/healthz") => Ok(health::live()),
         (_, "/readyz") => Ok(health::ready(&state.shutdown)),
-        (Listener::Client, _) => passthrough::serve(&state.origin, req, ctx).await,
+        (Listener::Client, "/zip") if req.method() == http::Method::POST => {
+            crate::zip::route::serve_post(&state, req).await
+        }
+        (Listener::Client, _) => passthrough::serve(&state, req, ctx).await,
         (Listener::Admin, _) => Err(crate::error::Error::not_found("no such admin endpoint")),
     }
 }
