@@ -79,7 +79,7 @@ pub struct Config {
     pub zip_prefetch: usize,
 
     /// Zip: bytes buffered per prefetched entry, reserved from --memory-budget.
-    #[arg(long, env = "SLUICE_ZIP_ENTRY_BUFFER", default_value = "256KiB", value_parser = parse_size)]
+    #[arg(long, env = "SLUICE_ZIP_ENTRY_BUFFER", default_value = "128KiB", value_parser = parse_size)]
     pub zip_entry_buffer: u64,
 
     /// Zip: most entries in one manifest (422 beyond).

@@ -57,20 +57,63 @@ fn stored_and_deflated_entries_of_every_size_mode() {
     let photo = noise(300_000, 1);
     let text = "line of text\n".repeat(20_000).into_bytes();
     let inputs = vec![
-        Input { name: "a.jpg".into(), method: Method::Store, sizes: Sizes::Unknown, data: photo.clone() },
-        Input { name: "b.txt".into(), method: Method::Deflate, sizes: Sizes::Unknown, data: text.clone() },
-        Input { name: "c.jpg".into(), method: Method::Store, sizes: Sizes::Length(photo.len() as u64), data: photo.clone() },
-        Input { name: "d.txt".into(), method: Method::Deflate, sizes: Sizes::Length(text.len() as u64), data: text.clone() },
+        Input {
+            name: "a.jpg".into(),
+            method: Method::Store,
+            sizes: Sizes::Unknown,
+            data: photo.clone(),
+        },
+        Input {
+            name: "b.txt".into(),
+            method: Method::Deflate,
+            sizes: Sizes::Unknown,
+            data: text.clone(),
+        },
+        Input {
+            name: "c.jpg".into(),
+            method: Method::Store,
+            sizes: Sizes::Length(photo.len() as u64),
+            data: photo.clone(),
+        },
+        Input {
+            name: "d.txt".into(),
+            method: Method::Deflate,
+            sizes: Sizes::Length(text.len() as u64),
+            data: text.clone(),
+        },
         Input {
             name: "e.jpg".into(),
             method: Method::Store,
-            sizes: Sizes::Known { size: photo.len() as u64, crc32: crc32fast::hash(&photo) },
+            sizes: Sizes::Known {
+                size: photo.len() as u64,
+                crc32: crc32fast::hash(&photo),
+            },
             data: photo.clone(),
         },
-        Input { name: "empty.txt".into(), method: Method::Deflate, sizes: Sizes::Unknown, data: vec![] },
-        Input { name: "empty.jpg".into(), method: Method::Store, sizes: Sizes::Unknown, data: vec![] },
-        Input { name: "known-empty.jpg".into(), method: Method::Store, sizes: Sizes::Known { size: 0, crc32: 0 }, data: vec![] },
-        Input { name: "noise.bin".into(), method: Method::Deflate, sizes: Sizes::Unknown, data: noise(200_000, 9) },
+        Input {
+            name: "empty.txt".into(),
+            method: Method::Deflate,
+            sizes: Sizes::Unknown,
+            data: vec![],
+        },
+        Input {
+            name: "empty.jpg".into(),
+            method: Method::Store,
+            sizes: Sizes::Unknown,
+            data: vec![],
+        },
+        Input {
+            name: "known-empty.jpg".into(),
+            method: Method::Store,
+            sizes: Sizes::Known { size: 0, crc32: 0 },
+            data: vec![],
+        },
+        Input {
+            name: "noise.bin".into(),
+            method: Method::Deflate,
+            sizes: Sizes::Unknown,
+            data: noise(200_000, 9),
+        },
     ];
     let zip = write(&inputs);
     let file = temp_file("mixed", &zip);
@@ -141,8 +184,15 @@ fn utf8_and_hostile_names_extract_inside_the_target_folder() {
         .arg(dir.join("inside"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let top: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let top: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(top, vec![std::ffi::OsString::from("inside")]);
     assert_eq!(
         std::fs::read_to_string(dir.join("inside/фото/日本 2024.jpg")).unwrap(),
@@ -165,7 +215,10 @@ fn more_than_65535_entries_use_zip64_end_records() {
         .map(|i| Input {
             name: format!("d{}/f{i}.jpg", i % 100),
             method: Method::Store,
-            sizes: Sizes::Known { size: 1, crc32: crc32fast::hash(&[i as u8]) },
+            sizes: Sizes::Known {
+                size: 1,
+                crc32: crc32fast::hash(&[i as u8]),
+            },
             data: vec![i as u8],
         })
         .collect();
@@ -173,7 +226,11 @@ fn more_than_65535_entries_use_zip64_end_records() {
     let predicted = known_archive_len(inputs.iter().map(|i| (i.name.len(), 1)));
     assert_eq!(zip.len() as u64, predicted);
     // ZIP64 end of central directory record present.
-    assert!(zip.windows(4).rev().take(200).any(|w| w == [0x50, 0x4b, 0x06, 0x06]));
+    assert!(zip
+        .windows(4)
+        .rev()
+        .take(200)
+        .any(|w| w == [0x50, 0x4b, 0x06, 0x06]));
     let file = temp_file("many", &zip);
     let listed = check_all(&file);
     assert_eq!(listed.len(), 70_000);
@@ -219,7 +276,12 @@ fn archives_past_4_gib_use_zip64_exactly_where_needed() {
     ];
     for (name, method, sizes) in specs {
         let (h, mut e) = w
-            .begin_entry(EntrySpec { name: name.into(), method, modified: DosDateTime::EPOCH, sizes })
+            .begin_entry(EntrySpec {
+                name: name.into(),
+                method,
+                modified: DosDateTime::EPOCH,
+                sizes,
+            })
             .unwrap();
         f.write_all(&h).unwrap();
         let mut left = sizes.length().unwrap_or(1000);
@@ -236,5 +298,8 @@ fn archives_past_4_gib_use_zip64_exactly_where_needed() {
     f.flush().unwrap();
     drop(f);
     let listed = check_all(&file);
-    assert_eq!(listed.iter().map(|l| l.size).collect::<Vec<_>>(), [big, 1000, 3]);
+    assert_eq!(
+        listed.iter().map(|l| l.size).collect::<Vec<_>>(),
+        [big, 1000, 3]
+    );
 }

@@ -1,26 +1,19 @@
-#!/bin/sh
-# Make the bench's 16 photos (~2 MB JPEGs, ~32 MB in all) in $1.
-# Uses the shared corpus (bench/corpus.sh, real photographs) when it is
-# there; otherwise renders photo-like JPEGs (plasma fractal + noise, q92)
-# with ImageMagick so the bench can run anywhere.
-set -eu
+#!/usr/bin/env bash
+# Put the bench's 16 photos (~32 MB of real JPEGs) into DIR.
+# They come from the shared corpus (bench/corpus.sh: real photographs from
+# Debian's wallpaper packages): sorted by size, the two largest (16 and
+# 11 MB upscales) are dropped and the next 16 taken, ~34 MB in all.
+#   bench/zip/photos.sh DIR
+set -euo pipefail
 out=${1:?usage: photos.sh DIR}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+corpus=$here/../out/corpus
+[[ -f $corpus/SOURCES.txt ]] || "$here/../corpus.sh" >/dev/null
 mkdir -p "$out"
-here=$(cd "$(dirname "$0")" && pwd)
-if [ -x "$here/../corpus.sh" ] && [ -z "${SLUICE_BENCH_SYNTHETIC:-}" ]; then
-    corpus=$(mktemp -d)
-    "$here/../corpus.sh" "$corpus" >/dev/null
-    # The 16 largest JPEGs of the corpus.
-    find "$corpus" -iname '*.jp*g' -printf '%s %p\n' | sort -rn | head -16 |
-        awk '{print $2}' | nl -nrz -w2 | while read -r n f; do cp "$f" "$out/photo-$n.jpg"; done
-    rm -rf "$corpus"
-fi
-n=$(ls "$out" | wc -l)
-i=$((n + 1))
-while [ "$i" -le 16 ]; do
-    f=$(printf '%s/photo-%02d.jpg' "$out" "$i")
-    convert -seed "$i" -size 2800x1900 plasma:fractal -attenuate 0.6 +noise Gaussian \
-        -quality 92 "$f"
-    i=$((i + 1))
-done
-du -sh "$out"
+n=0
+while read -r _ f; do
+    n=$((n + 1))
+    cp "$f" "$out/$(printf 'photo-%02d.jpg' "$n")"
+done < <(find "$corpus/" -name '*.jpg' -printf '%s %p\n' | sort -rn | sed -n '3,18p')
+[[ $n -eq 16 ]] || { echo "photos: corpus has too few JPEGs" >&2; exit 1; }
+du -sb "$out" | awk '{printf "photos: 16 JPEGs, %.1f MB\n", $1/1e6}'

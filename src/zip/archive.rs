@@ -61,9 +61,11 @@ pub fn known_length(plan: &ArchivePlan) -> Option<u64> {
     if !plan.is_known_size() {
         return None;
     }
-    Some(writer::known_archive_len(plan.entries.iter().map(|e| {
-        (e.name.len(), e.declared.length().unwrap_or(0))
-    })))
+    Some(writer::known_archive_len(
+        plan.entries
+            .iter()
+            .map(|e| (e.name.len(), e.declared.length().unwrap_or(0))),
+    ))
 }
 
 impl Download {
@@ -313,7 +315,9 @@ async fn write_streamed(
         }
     }
     drop(opened);
-    let tail = writer.finish_entry(out).map_err(|e| entry_error(entry, &e))?;
+    let tail = writer
+        .finish_entry(out)
+        .map_err(|e| entry_error(entry, &e))?;
     sink.emit(tail).await?;
     Ok(Written::Done)
 }
@@ -365,7 +369,10 @@ async fn known_size(
             // The length and every byte must not depend on the origin's
             // answers (ranges of the same archive must fit together), so
             // times come from the manifest only.
-            modified: entry.modified.or(plan.modified).unwrap_or(DosDateTime::EPOCH),
+            modified: entry
+                .modified
+                .or(plan.modified)
+                .unwrap_or(DosDateTime::EPOCH),
             sizes: entry.declared,
         };
         let (header, mut out) = writer.begin_entry(spec)?;
@@ -411,8 +418,12 @@ async fn known_size(
                 }
             }
         }
-        sink.emit(writer.finish_entry(out).map_err(|e| entry_error(entry, &e))?)
-            .await?;
+        sink.emit(
+            writer
+                .finish_entry(out)
+                .map_err(|e| entry_error(entry, &e))?,
+        )
+        .await?;
         if sink.past_range() {
             return Ok(());
         }

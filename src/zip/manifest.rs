@@ -161,14 +161,11 @@ pub fn parse_json(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
             (Some(size), None) => Sizes::Length(size),
             (None, None) => Sizes::Unknown,
             (None, Some(_)) => {
-                return Err(unprocessable(format!(
-                    "entry {i}: crc32 needs a size too"
-                )))
+                return Err(unprocessable(format!("entry {i}: crc32 needs a size too")))
             }
         };
-        let method = media::choose_by_name(&name).or_else(|| {
-            media::choose_by_name(names::file_name_of(&e.source))
-        });
+        let method = media::choose_by_name(&name)
+            .or_else(|| media::choose_by_name(names::file_name_of(&e.source)));
         entries.push(PlannedEntry {
             source: EntrySource::Origin { path_and_query },
             name: namer.unique(&name),
@@ -187,8 +184,8 @@ pub fn parse_json(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
 
 /// Parse an nginx mod_zip manifest. As in mod_zip, every entry is stored.
 pub fn parse_mod_zip(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| unprocessable("mod_zip manifest is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| unprocessable("mod_zip manifest is not UTF-8"))?;
     let mut namer = Namer::new();
     let mut entries = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -364,10 +361,7 @@ mod tests {
         assert!(e[3].modified.is_some());
         assert_eq!(e[4].name, "ü_.txt");
         assert_eq!(e[4].method, MethodChoice::Fixed(Method::Deflate));
-        assert_eq!(
-            e[4].source.describe(),
-            "/dir%20with%20space/%C3%BC%3F.txt"
-        );
+        assert_eq!(e[4].source.describe(), "/dir%20with%20space/%C3%BC%3F.txt");
         assert!(!plan.is_known_size());
     }
 
@@ -379,9 +373,18 @@ mod tests {
         assert_eq!(status(r#"{"entries": [{"source": "http://evil/x"}]}"#), 422);
         assert_eq!(status(r#"{"entries": [{"source": "//evil/x"}]}"#), 422);
         assert_eq!(status(r#"{"entries": [{"source": "a/../../etc"}]}"#), 422);
-        assert_eq!(status(r#"{"entries": [{"source": "a.jpg", "crc32": "xyz"}]}"#), 422);
-        assert_eq!(status(r#"{"entries": [{"source": "a.jpg", "crc32": 5}]}"#), 422);
-        assert_eq!(status(r#"{"entries": [{"source": "a", "name": "../.."}]}"#), 422);
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a.jpg", "crc32": "xyz"}]}"#),
+            422
+        );
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a.jpg", "crc32": 5}]}"#),
+            422
+        );
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a", "name": "../.."}]}"#),
+            422
+        );
         assert_eq!(status(r#"{"entries": [{"source": "a", "color": 1}]}"#), 422);
         assert_eq!(status(r#"{"entries": [], "on_error": "explode"}"#), 422);
         let many = format!(

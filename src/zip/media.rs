@@ -54,8 +54,15 @@ pub fn choose_by_content_type(content_type: Option<&str>) -> Method {
         Some(("video" | "audio", _)) => true,
         Some(("application", sub)) => matches!(
             sub,
-            "zip" | "gzip" | "x-gzip" | "zstd" | "x-7z-compressed" | "x-rar-compressed"
-                | "x-bzip2" | "x-xz" | "vnd.rar"
+            "zip"
+                | "gzip"
+                | "x-gzip"
+                | "zstd"
+                | "x-7z-compressed"
+                | "x-rar-compressed"
+                | "x-bzip2"
+                | "x-xz"
+                | "vnd.rar"
         ),
         Some(("font", sub)) => matches!(sub, "woff" | "woff2"),
         _ => false,
@@ -94,7 +101,10 @@ mod tests {
             choose_by_content_type(Some("Image/AVIF; q=1")),
             Method::Store
         );
-        assert_eq!(choose_by_content_type(Some("image/svg+xml")), Method::Deflate);
+        assert_eq!(
+            choose_by_content_type(Some("image/svg+xml")),
+            Method::Deflate
+        );
         assert_eq!(choose_by_content_type(Some("text/plain")), Method::Deflate);
         assert_eq!(choose_by_content_type(None), Method::Deflate);
         assert_eq!(

@@ -71,7 +71,12 @@ fn sanitize_component(raw: &str) -> Option<String> {
 }
 
 fn is_reserved_device(s: &str) -> bool {
-    let stem = s.split('.').next().unwrap_or(s).trim_end().to_ascii_uppercase();
+    let stem = s
+        .split('.')
+        .next()
+        .unwrap_or(s)
+        .trim_end()
+        .to_ascii_uppercase();
     matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
         || ((stem.starts_with("COM") || stem.starts_with("LPT"))
             && stem.len() == 4
@@ -183,12 +188,18 @@ mod tests {
             sanitize("C:\\Windows\\evil.dll").as_deref(),
             Some("Windows/evil.dll")
         );
-        assert_eq!(sanitize("\\\\server\\share\\x").as_deref(), Some("server/share/x"));
+        assert_eq!(
+            sanitize("\\\\server\\share\\x").as_deref(),
+            Some("server/share/x")
+        );
         assert_eq!(
             sanitize("what?<is>:this\"|*.jpg").as_deref(),
             Some("what__is__this___.jpg")
         );
-        assert_eq!(sanitize("tab\there\u{7}.txt").as_deref(), Some("tab_here_.txt"));
+        assert_eq!(
+            sanitize("tab\there\u{7}.txt").as_deref(),
+            Some("tab_here_.txt")
+        );
         assert_eq!(sanitize("trailing. . ").as_deref(), Some("trailing"));
         assert_eq!(sanitize("CON.txt").as_deref(), Some("_CON.txt"));
         assert_eq!(sanitize("dir/com1").as_deref(), Some("dir/_com1"));

@@ -53,7 +53,10 @@ where
         return Err(manifest_too_large(max));
     }
     let (parts, body) = req.into_parts();
-    let reservation = state.budget.reserve(max.min(declared.unwrap_or(max))).await?;
+    let reservation = state
+        .budget
+        .reserve(max.min(declared.unwrap_or(max)))
+        .await?;
     let bytes = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
         .collect()
         .await
@@ -112,7 +115,15 @@ pub async fn serve_mod_zip(
     request_headers: &HeaderMap,
 ) -> Result<Response<Body>> {
     let max = state.config.zip_max_manifest_bytes;
-    let reservation = state.budget.reserve(max).await?;
+    let announced = upstream
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max) {
+        return Err(manifest_too_large(max).on(Side::Upstream));
+    }
+    let reservation = state.budget.reserve(announced.unwrap_or(max)).await?;
     let bytes = Limited::new(upstream.body, usize::try_from(max).unwrap_or(usize::MAX))
         .collect()
         .await
@@ -121,8 +132,8 @@ pub async fn serve_mod_zip(
             Err(_) => manifest_too_large(max).on(Side::Upstream),
         })?
         .to_bytes();
-    let mut plan = manifest::parse_mod_zip(&bytes, limits(state))
-        .map_err(|e| e.on(Side::Upstream))?;
+    let mut plan =
+        manifest::parse_mod_zip(&bytes, limits(state)).map_err(|e| e.on(Side::Upstream))?;
     drop(bytes);
     drop(reservation);
     plan.modified = upstream
@@ -224,7 +235,11 @@ async fn respond(
                 Decision::Partial { start, end } => {
                     status = StatusCode::PARTIAL_CONTENT;
                     range = Some((start, end));
-                    insert(&mut headers, CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+                    insert(
+                        &mut headers,
+                        CONTENT_RANGE,
+                        format!("bytes {start}-{end}/{len}"),
+                    );
                     end - start + 1
                 }
                 Decision::NotModified => {

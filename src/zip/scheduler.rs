@@ -14,7 +14,9 @@ use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
+use http::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
+};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use tokio::sync::{mpsc, oneshot};
@@ -114,7 +116,10 @@ impl EntryScheduler {
             self.tasks.spawn(fetch.run(job, tx));
         }
         let rx = self.queue.pop_front()?;
-        Some(rx.await.unwrap_or_else(|_| Err(Error::internal("entry fetch task ended"))))
+        Some(
+            rx.await
+                .unwrap_or_else(|_| Err(Error::internal("entry fetch task ended"))),
+        )
     }
 }
 
@@ -212,7 +217,8 @@ impl Fetch {
                     }
                 }
                 Some(Err(e)) => {
-                    let can_resume = delivered > 0 && skip == 0 && resumes < self.config.max_resumes;
+                    let can_resume =
+                        delivered > 0 && skip == 0 && resumes < self.config.max_resumes;
                     let Some(how) = resumable.as_ref().filter(|_| can_resume) else {
                         let _ = tx.send(Err(e)).await;
                         return;
@@ -330,11 +336,17 @@ mod tests {
         assert!(resumable(&h).is_none());
         h.insert(ETAG, HeaderValue::from_static("W/\"x\""));
         assert!(resumable(&h).is_none());
-        h.insert(LAST_MODIFIED, HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"));
+        h.insert(
+            LAST_MODIFIED,
+            HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
+        );
         assert!(resumable(&h).is_some());
         h.insert(ETAG, HeaderValue::from_static("\"x\""));
         assert_eq!(resumable(&h).unwrap().validator, "\"x\"");
-        h.insert(http::header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+        h.insert(
+            http::header::ACCEPT_RANGES,
+            HeaderValue::from_static("none"),
+        );
         assert!(resumable(&h).is_none());
     }
 

@@ -675,7 +675,10 @@ mod tests {
         assert_eq!((t.time & 0x1F) * 2, 20);
         assert_eq!(DosDateTime::from_unix(0), DosDateTime::EPOCH);
         assert_eq!(DosDateTime::from_unix(-5), DosDateTime::EPOCH);
-        assert_eq!(DosDateTime::from_unix(i64::from(u32::MAX) * 4).date >> 9, 127);
+        assert_eq!(
+            DosDateTime::from_unix(i64::from(u32::MAX) * 4).date >> 9,
+            127
+        );
         // 2000-02-29 (leap day)
         let leap = DosDateTime::from_unix(951_782_400);
         assert_eq!((leap.date >> 5) & 0xF, 2);
@@ -702,10 +705,7 @@ mod tests {
                 spec(
                     "dir/ü.png",
                     Method::Store,
-                    Sizes::Known {
-                        size: 0,
-                        crc32: 0,
-                    },
+                    Sizes::Known { size: 0, crc32: 0 },
                 ),
                 &b[..],
             ),
@@ -715,7 +715,10 @@ mod tests {
         assert_eq!(out.len() as u64, predicted);
         // Known entries carry their CRC in the local header and no descriptor.
         assert_eq!(&out[14..18], &crc32fast::hash(&a).to_le_bytes());
-        assert_eq!(u16::from_le_bytes([out[6], out[7]]) & FLAG_DATA_DESCRIPTOR, 0);
+        assert_eq!(
+            u16::from_le_bytes([out[6], out[7]]) & FLAG_DATA_DESCRIPTOR,
+            0
+        );
     }
 
     #[test]

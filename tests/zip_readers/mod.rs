@@ -28,7 +28,9 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 "#;
 
 fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().expect("reader is installed (see docs/ci-zip.txt)");
+    let out = cmd
+        .output()
+        .expect("reader is installed (see docs/ci-zip.txt)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -42,7 +44,11 @@ pub fn python_list(path: &Path) -> Vec<Listed> {
     let (ok, text) = run(Command::new("python3").arg("-c").arg(PY).arg(path));
     assert!(ok, "python zipfile failed: {text}");
     let v: serde_json::Value = serde_json::from_str(text.trim()).expect("python printed JSON");
-    assert!(v["bad"].is_null(), "python testzip found a bad entry: {}", v["bad"]);
+    assert!(
+        v["bad"].is_null(),
+        "python testzip found a bad entry: {}",
+        v["bad"]
+    );
     v["entries"]
         .as_array()
         .unwrap()
@@ -139,10 +145,9 @@ pub mod tempfile_path {
     impl TempPath {
         pub fn new(tag: &str) -> Self {
             let n = N.fetch_add(1, Ordering::Relaxed);
-            TempPath(std::env::temp_dir().join(format!(
-                "sluice-{tag}-{}-{n}.zip",
-                std::process::id()
-            )))
+            TempPath(
+                std::env::temp_dir().join(format!("sluice-{tag}-{}-{n}.zip", std::process::id())),
+            )
         }
     }
 
