@@ -98,7 +98,7 @@ pub fn seven_zip_test(path: &Path) {
 /// reader): extracts every entry to stdout, checking CRCs; returns the
 /// number of bytes extracted.
 pub fn bsdtar_stream(path: &Path) -> u64 {
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .arg("-c")
         .arg("cat \"$1\" | bsdtar -xOf - | wc -c")
         .arg("sh")
