@@ -100,6 +100,27 @@ pub struct Config {
     #[arg(long, env = "SLUICE_DEBUG_TOKEN", hide_env_values = true, value_parser = DebugToken::parse)]
     pub debug_token: Option<DebugToken>,
 
+    /// Zip: upcoming entries fetched at once per download (counting the one being written).
+    #[arg(long, env = "SLUICE_ZIP_PREFETCH", default_value_t = 4)]
+    pub zip_prefetch: usize,
+
+    /// Zip: bytes buffered per prefetched entry, reserved from --memory-budget.
+    #[arg(long, env = "SLUICE_ZIP_ENTRY_BUFFER", default_value = "128KiB", value_parser = parse_size)]
+    pub zip_entry_buffer: u64,
+
+    /// Zip: most entries in one manifest (422 beyond).
+    #[arg(long, env = "SLUICE_ZIP_MAX_ENTRIES", default_value_t = 100_000)]
+    pub zip_max_entries: usize,
+
+    /// Zip: largest manifest, JSON or mod_zip (413 beyond).
+    #[arg(long, env = "SLUICE_ZIP_MAX_MANIFEST_BYTES", default_value = "16MiB", value_parser = parse_size)]
+    pub zip_max_manifest_bytes: u64,
+
+    /// Zip: largest archive (422 when declared sizes exceed it; a streaming
+    /// archive that grows past it is aborted).
+    #[arg(long, env = "SLUICE_ZIP_MAX_ARCHIVE_BYTES", default_value = "64GiB", value_parser = parse_size)]
+    pub zip_max_archive_bytes: u64,
+
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

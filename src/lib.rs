@@ -30,6 +30,7 @@ pub mod profiling;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod zip;
 
 pub use config::{Cli, Config};
 pub use error::{Error, Result};

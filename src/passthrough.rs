@@ -8,6 +8,7 @@
 //! origin read instead of growing memory. Content coding is the only
 //! transformation ([`crate::encoding`]).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Method, Request, Response};
@@ -17,10 +18,12 @@ use crate::body::Body;
 use crate::encoding::{self, AcceptEncoding};
 use crate::error::{Error, Kind, Result};
 use crate::headers;
-use crate::origin::{Origin, OriginRequest};
+use crate::origin::OriginRequest;
+use crate::router::AppState;
+use crate::zip;
 
 pub async fn serve<B>(
-    origin: &Origin,
+    state: &Arc<AppState>,
     req: Request<B>,
     ctx: &mut RequestContext,
 ) -> Result<Response<Body>> {
@@ -38,6 +41,7 @@ pub async fn serve<B>(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    let archive_conditionals = zip::route::conditional_headers(&parts.headers);
     let origin_request = OriginRequest {
         method: method.clone(),
         path_and_query,
@@ -45,9 +49,13 @@ pub async fn serve<B>(
     };
 
     let asked = Instant::now();
-    let fetched = origin.fetch(origin_request).await;
+    let fetched = state.origin.fetch(origin_request).await;
     ctx.upstream = Some(asked.elapsed());
     let upstream = fetched?;
+    // nginx mod_zip compatibility: the body is a manifest; answer with the zip.
+    if method == Method::GET && zip::route::wants_archive(upstream.status, &upstream.headers) {
+        return zip::route::serve_mod_zip(state, upstream, &archive_conditionals).await;
+    }
 
     let mut headers = headers::to_client(upstream.headers, parts.version);
     let body = encoding::negotiate(

@@ -49,9 +49,13 @@ pub async fn route(
             ctx.route = Route::Health;
             Ok(health::ready(&state.shutdown))
         }
+        (Listener::Client, "/zip") if req.method() == http::Method::POST => {
+            ctx.route = Route::Zip;
+            crate::zip::route::serve_post(&state, req).await
+        }
         (Listener::Client, _) => {
             ctx.route = Route::Passthrough;
-            passthrough::serve(&state.origin, req, ctx).await
+            passthrough::serve(&state, req, ctx).await
         }
         (Listener::Admin, "/metrics") => {
             ctx.route = Route::Metrics;

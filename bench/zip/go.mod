@@ -1,0 +1,3 @@
+module sluice-bench-zip
+
+go 1.19

@@ -1,0 +1,449 @@
+//! Manifests: what an archive should contain, parsed from either form into
+//! one [`ArchivePlan`].
+//!
+//! - The JSON body of `POST /zip`:
+//!   `{"name": "photos.zip", "on_error": "skip", "entries": [{"source": "2024/a.jpg", "name": "trip/a.jpg", "size": 123, "crc32": "8a2f10c3", "mtime": 1700000000}]}`
+//! - nginx mod_zip's text manifest (`X-Archive-Files: zip`), one entry per
+//!   line: `<crc32 hex or -> <size> <url-encoded location> <name>`.
+//!
+//! Sources are paths on the configured origin, never URLs. Names are
+//! sanitised and de-duplicated here, so everything downstream can trust them.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde::Deserialize;
+
+use super::media::{self, MethodChoice};
+use super::names::{self, Namer};
+use super::writer::{DosDateTime, Method, Sizes};
+use crate::error::{Error, Kind, Result};
+
+/// What to do when an entry cannot be fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Leave the entry out and list it in `sluice-errors.txt`.
+    #[default]
+    Skip,
+    /// Abort the whole download.
+    Abort,
+}
+
+/// Where an entry's bytes come from. The recompression route will add a
+/// variant for processed bytes (an image re-encoded with options); the
+/// archive only needs a stream of bytes from either.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntrySource {
+    /// The original bytes of `path_and_query` (percent-encoded, starting
+    /// with `/`) on the configured origin.
+    Origin { path_and_query: String },
+}
+
+impl EntrySource {
+    pub fn describe(&self) -> &str {
+        match self {
+            EntrySource::Origin { path_and_query } => path_and_query,
+        }
+    }
+}
+
+/// One entry of an archive, ready to fetch and write.
+#[derive(Debug, Clone)]
+pub struct PlannedEntry {
+    pub source: EntrySource,
+    /// Sanitised and unique within the archive.
+    pub name: String,
+    pub method: MethodChoice,
+    /// Size and CRC as declared by the manifest (checked against the bytes).
+    pub declared: Sizes,
+    /// Modification time from the manifest, if it gave one.
+    pub modified: Option<DosDateTime>,
+}
+
+/// A whole archive request.
+#[derive(Debug, Clone)]
+pub struct ArchivePlan {
+    /// The download's file name (for Content-Disposition), ending in `.zip`.
+    pub file_name: Option<String>,
+    pub entries: Vec<PlannedEntry>,
+    pub on_error: OnError,
+    /// Time for entries without their own, in known-size mode (mod_zip:
+    /// the manifest response's Last-Modified).
+    pub modified: Option<DosDateTime>,
+}
+
+impl ArchivePlan {
+    /// Every entry stored with size and CRC declared: the archive's exact
+    /// length is known before any fetch (Content-Length, Range).
+    pub fn is_known_size(&self) -> bool {
+        self.entries.iter().all(|e| {
+            e.method == MethodChoice::Fixed(Method::Store)
+                && matches!(e.declared, Sizes::Known { .. })
+        })
+    }
+
+    /// Sum of declared sizes (a lower bound of the archive's length).
+    pub fn declared_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .filter_map(|e| e.declared.length())
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+/// Limits applied while parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestLimits {
+    pub max_entries: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonManifest {
+    name: Option<String>,
+    entries: Vec<JsonEntry>,
+    #[serde(default)]
+    on_error: OnError,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonEntry {
+    source: String,
+    name: Option<String>,
+    size: Option<u64>,
+    crc32: Option<JsonCrc>,
+    /// Seconds since the Unix epoch.
+    mtime: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonCrc {
+    Number(u32),
+    Hex(String),
+}
+
+fn unprocessable(reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::new(Kind::Unprocessable, reason)
+}
+
+/// Parse the JSON manifest of `POST /zip`.
+pub fn parse_json(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
+    let manifest: JsonManifest = serde_json::from_slice(body).map_err(|e| {
+        let kind = if e.is_data() {
+            Kind::Unprocessable
+        } else {
+            Kind::BadRequest
+        };
+        Error::new(kind, format!("manifest: {e}"))
+    })?;
+    check_count(manifest.entries.len(), limits)?;
+    let mut namer = Namer::new();
+    let mut entries = Vec::with_capacity(manifest.entries.len());
+    for (i, e) in manifest.entries.into_iter().enumerate() {
+        let path_and_query = encode_source(&e.source)
+            .map_err(|why| unprocessable(format!("entry {i}: source {:?} {why}", e.source)))?;
+        let requested = e
+            .name
+            .as_deref()
+            .unwrap_or_else(|| names::file_name_of(&e.source));
+        let name = names::sanitize(requested)
+            .ok_or_else(|| unprocessable(format!("entry {i}: name {requested:?} is empty")))?;
+        let crc32 = match e.crc32 {
+            None => None,
+            Some(JsonCrc::Number(n)) => Some(n),
+            Some(JsonCrc::Hex(s)) => Some(parse_crc(&s).ok_or_else(|| {
+                unprocessable(format!("entry {i}: crc32 {s:?} is not 8 hex digits"))
+            })?),
+        };
+        let declared = match (e.size, crc32) {
+            (Some(size), Some(crc32)) => Sizes::Known { size, crc32 },
+            (Some(size), None) => Sizes::Length(size),
+            (None, None) => Sizes::Unknown,
+            (None, Some(_)) => {
+                return Err(unprocessable(format!("entry {i}: crc32 needs a size too")))
+            }
+        };
+        let method = media::choose_by_name(&name)
+            .or_else(|| media::choose_by_name(names::file_name_of(&e.source)));
+        entries.push(PlannedEntry {
+            source: EntrySource::Origin { path_and_query },
+            name: namer.unique(&name),
+            method: method.map_or(MethodChoice::ByContentType, MethodChoice::Fixed),
+            declared,
+            modified: e.mtime.map(DosDateTime::from_unix),
+        });
+    }
+    Ok(ArchivePlan {
+        file_name: manifest.name.as_deref().map(download_name),
+        entries,
+        on_error: manifest.on_error,
+        modified: None,
+    })
+}
+
+/// Parse an nginx mod_zip manifest. As in mod_zip, every entry is stored.
+pub fn parse_mod_zip(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
+    let text =
+        std::str::from_utf8(body).map_err(|_| unprocessable("mod_zip manifest is not UTF-8"))?;
+    let mut namer = Namer::new();
+    let mut entries = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        if entries.len() >= limits.max_entries {
+            return Err(too_many(limits));
+        }
+        let bad = |why: &str| unprocessable(format!("mod_zip manifest line {}: {why}", i + 1));
+        let mut fields = line.splitn(4, ' ');
+        let (Some(crc), Some(size), Some(location), Some(name)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad("expected `<crc32|-> <size> <location> <name>`"));
+        };
+        let size: u64 = size.parse().map_err(|_| bad("size is not a number"))?;
+        let declared = match crc {
+            "-" => Sizes::Length(size),
+            hex => Sizes::Known {
+                size,
+                crc32: parse_crc(hex).ok_or_else(|| bad("crc32 is not 8 hex digits"))?,
+            },
+        };
+        let path_and_query = check_location(location).map_err(bad)?;
+        let name = names::sanitize(name).ok_or_else(|| bad("empty name"))?;
+        entries.push(PlannedEntry {
+            source: EntrySource::Origin { path_and_query },
+            name: namer.unique(&name),
+            method: MethodChoice::Fixed(Method::Store),
+            declared,
+            modified: None,
+        });
+    }
+    Ok(ArchivePlan {
+        file_name: None,
+        entries,
+        on_error: OnError::Skip,
+        modified: None,
+    })
+}
+
+fn check_count(n: usize, limits: ManifestLimits) -> Result<()> {
+    if n > limits.max_entries {
+        return Err(too_many(limits));
+    }
+    Ok(())
+}
+
+fn too_many(limits: ManifestLimits) -> Error {
+    unprocessable(format!(
+        "manifest has more than {} entries (--zip-max-entries)",
+        limits.max_entries
+    ))
+}
+
+fn parse_crc(s: &str) -> Option<u32> {
+    if s.len() != 8 {
+        return None;
+    }
+    u32::from_str_radix(s, 16).ok()
+}
+
+/// Characters percent-encoded in a source path (everything but unreserved
+/// characters, `/` and a few sub-delims that are safe in a path).
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'[')
+    .add(b']')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|');
+
+/// A JSON `source` is a plain (not encoded) path on the origin.
+fn encode_source(source: &str) -> std::result::Result<String, &'static str> {
+    if source.contains("://") || source.starts_with("//") {
+        return Err("must be a path on the origin, not a URL");
+    }
+    let trimmed = source.trim_start_matches('/');
+    if trimmed.is_empty() {
+        return Err("is empty");
+    }
+    if trimmed.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err("has a `.` or `..` segment");
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err("has a control character");
+    }
+    Ok(format!("/{}", utf8_percent_encode(trimmed, PATH)))
+}
+
+/// A mod_zip location is already URL-encoded; it must be an origin path.
+fn check_location(location: &str) -> std::result::Result<String, &'static str> {
+    if !location.starts_with('/') || location.starts_with("//") {
+        return Err("location must be a path starting with `/`");
+    }
+    if location.chars().any(|c| c.is_control() || c == ' ') {
+        return Err("location has a space or control character");
+    }
+    let path = location.split('?').next().unwrap_or(location);
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    if decoded.split('/').any(|seg| seg == "..") {
+        return Err("location has a `..` segment");
+    }
+    Ok(location.to_string())
+}
+
+/// The download's file name: sanitised, folders dropped, `.zip` appended
+/// when missing.
+pub fn download_name(requested: &str) -> String {
+    let base = names::sanitize(requested)
+        .map(|s| names::file_name_of(&s).to_string())
+        .unwrap_or_else(|| "download".into());
+    if base.to_ascii_lowercase().ends_with(".zip") {
+        base
+    } else {
+        format!("{base}.zip")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ManifestLimits = ManifestLimits { max_entries: 100 };
+
+    #[test]
+    fn json_manifest_with_defaults() {
+        let plan = parse_json(
+            r#"{"name": "photos", "entries": [
+                {"source": "2024/a.jpg", "name": "trip/a.jpg"},
+                {"source": "/b.png", "size": 10, "crc32": "0000abcd"},
+                {"source": "notes/readme", "size": 5},
+                {"source": "x/a.jpg", "name": "trip/a.jpg", "mtime": 1700000000},
+                {"source": "dir with space/ü?.txt"}
+            ]}"#
+            .as_bytes(),
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(plan.file_name.as_deref(), Some("photos.zip"));
+        assert_eq!(plan.on_error, OnError::Skip);
+        let e = &plan.entries;
+        assert_eq!(e[0].name, "trip/a.jpg");
+        assert_eq!(
+            e[0].source,
+            EntrySource::Origin {
+                path_and_query: "/2024/a.jpg".into()
+            }
+        );
+        assert_eq!(e[0].method, MethodChoice::Fixed(Method::Store));
+        assert_eq!(e[1].name, "b.png");
+        assert_eq!(
+            e[1].declared,
+            Sizes::Known {
+                size: 10,
+                crc32: 0xabcd
+            }
+        );
+        assert_eq!(e[2].method, MethodChoice::ByContentType);
+        assert_eq!(e[2].declared, Sizes::Length(5));
+        assert_eq!(e[3].name, "trip/a (1).jpg");
+        assert!(e[3].modified.is_some());
+        assert_eq!(e[4].name, "ü_.txt");
+        assert_eq!(e[4].method, MethodChoice::Fixed(Method::Deflate));
+        assert_eq!(e[4].source.describe(), "/dir%20with%20space/%C3%BC%3F.txt");
+        assert!(!plan.is_known_size());
+    }
+
+    #[test]
+    fn json_manifest_refusals() {
+        let status = |body: &str| parse_json(body.as_bytes(), LIMITS).unwrap_err().status();
+        assert_eq!(status("{"), 400);
+        assert_eq!(status(r#"{"entries": 3}"#), 422);
+        assert_eq!(status(r#"{"entries": [{"source": "http://evil/x"}]}"#), 422);
+        assert_eq!(status(r#"{"entries": [{"source": "//evil/x"}]}"#), 422);
+        assert_eq!(status(r#"{"entries": [{"source": "a/../../etc"}]}"#), 422);
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a.jpg", "crc32": "xyz"}]}"#),
+            422
+        );
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a.jpg", "crc32": 5}]}"#),
+            422
+        );
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a", "name": "../.."}]}"#),
+            422
+        );
+        assert_eq!(status(r#"{"entries": [{"source": "a", "color": 1}]}"#), 422);
+        assert_eq!(status(r#"{"entries": [], "on_error": "explode"}"#), 422);
+        let many = format!(
+            r#"{{"entries": [{}]}}"#,
+            vec![r#"{"source": "a"}"#; 101].join(",")
+        );
+        assert_eq!(status(&many), 422);
+    }
+
+    #[test]
+    fn empty_manifest_is_a_valid_empty_archive() {
+        let plan = parse_json(br#"{"entries": [], "on_error": "abort"}"#, LIMITS).unwrap();
+        assert!(plan.entries.is_empty());
+        assert!(plan.is_known_size());
+        assert_eq!(plan.on_error, OnError::Abort);
+    }
+
+    #[test]
+    fn mod_zip_manifest() {
+        let plan = parse_mod_zip(
+            b"1a2b3c4d 1024 /files/a%20b.jpg photos/a b.jpg\r\n\
+              - 5 /files/c.txt?sig=1 c.txt\n\n\
+              00000000 0 /files/empty ../empty\n",
+            LIMITS,
+        )
+        .unwrap();
+        let e = &plan.entries;
+        assert_eq!(e.len(), 3);
+        assert_eq!(e[0].name, "photos/a b.jpg");
+        assert_eq!(e[0].source.describe(), "/files/a%20b.jpg");
+        assert_eq!(
+            e[0].declared,
+            Sizes::Known {
+                size: 1024,
+                crc32: 0x1a2b_3c4d
+            }
+        );
+        assert_eq!(e[1].declared, Sizes::Length(5));
+        assert_eq!(e[1].source.describe(), "/files/c.txt?sig=1");
+        assert_eq!(e[1].method, MethodChoice::Fixed(Method::Store));
+        assert_eq!(e[2].name, "empty");
+        assert!(!plan.is_known_size());
+    }
+
+    #[test]
+    fn mod_zip_refusals() {
+        let status = |body: &str| parse_mod_zip(body.as_bytes(), LIMITS).unwrap_err().status();
+        assert_eq!(status("- 5 /a"), 422);
+        assert_eq!(status("- five /a a"), 422);
+        assert_eq!(status("zz 5 /a a"), 422);
+        assert_eq!(status("- 5 http://evil/a a"), 422);
+        assert_eq!(status("- 5 /a/%2e%2e/b a"), 422);
+        assert_eq!(status(&"- 1 /a a\n".repeat(101)), 422);
+    }
+
+    #[test]
+    fn download_names() {
+        assert_eq!(download_name("photos.zip"), "photos.zip");
+        assert_eq!(download_name("../x/Trip"), "Trip.zip");
+        assert_eq!(download_name(""), "download.zip");
+    }
+}

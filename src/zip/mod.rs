@@ -1,0 +1,16 @@
+//! Bulk download: many origin entries streamed into one zip, never holding
+//! a body whole.
+//!
+//! Data flows one way: manifest ([`manifest`], [`names`], [`media`]) ▶
+//! entry scheduler ([`scheduler`], prefetch into bounded buffers reserved
+//! from the memory budget) ▶ zip writer ([`writer`], a sans-IO encoder) ▶
+//! the client's body ([`archive`]). [`route`] is the HTTP side: `POST /zip`
+//! and the nginx mod_zip hand-off from pass-through.
+
+pub mod archive;
+pub mod manifest;
+pub mod media;
+pub mod names;
+pub mod route;
+pub mod scheduler;
+pub mod writer;

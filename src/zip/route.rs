@@ -1,0 +1,377 @@
+//! HTTP side of bulk download: `POST /zip` with a JSON manifest, and the
+//! mod_zip hand-off from pass-through (an origin response carrying
+//! `X-Archive-Files: zip`). Both read a bounded manifest, check the limits
+//! before the first byte, choose the response shape (chunked, or
+//! Content-Length with Range/If-Range when the archive's length is known)
+//! and start a [`Download`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::archive::{self, ArchiveConfig, Download};
+use super::manifest::{self, ArchivePlan, ManifestLimits};
+use super::scheduler::SchedulerConfig;
+use super::writer::DosDateTime;
+use crate::body::{self, Body};
+use crate::conditional::{self, Decision, Validators};
+use crate::error::{Error, Kind, Result, Side};
+use crate::origin::OriginResponse;
+use crate::router::AppState;
+
+pub const X_ARCHIVE_FILES: HeaderName = HeaderName::from_static("x-archive-files");
+
+/// Memory the plan of one entry is assumed to hold (name, source, record).
+const PLAN_BYTES_PER_ENTRY: u64 = 256;
+
+/// `POST /zip`.
+pub async fn serve_post<B>(state: &Arc<AppState>, req: Request<B>) -> Result<Response<Body>>
+where
+    B: http_body::Body<Data = Bytes> + Send,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if req.method() != Method::POST {
+        return Err(Error::new(
+            Kind::MethodNotAllowed,
+            "POST a JSON manifest to /zip",
+        ));
+    }
+    let max = state.config.zip_max_manifest_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(manifest_too_large(max));
+    }
+    let (parts, body) = req.into_parts();
+    let reservation = state
+        .budget
+        .reserve(max.min(declared.unwrap_or(max)))
+        .await?;
+    let bytes = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                manifest_too_large(max)
+            } else {
+                Error::new(Kind::ClientGone, "could not read the manifest").with_cause(e)
+            }
+        })?
+        .to_bytes();
+    let plan = manifest::parse_json(&bytes, limits(state))?;
+    drop(bytes);
+    drop(reservation);
+    let file_name = plan
+        .file_name
+        .clone()
+        .unwrap_or_else(|| "download.zip".into());
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_DISPOSITION, content_disposition(&file_name));
+    // Range applies to GET; sluice honours it on POST /zip too so that a
+    // client can resume a known-size archive. Caching validators do not.
+    let mut conditionals = conditional_headers(&parts.headers);
+    conditionals.remove(IF_NONE_MATCH);
+    conditionals.remove(IF_MODIFIED_SINCE);
+    respond(state, plan, &conditionals, headers).await
+}
+
+/// The request headers a known-size archive evaluates (kept before the
+/// request's headers move on to the origin).
+pub fn conditional_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for h in [RANGE, IF_RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE] {
+        if let Some(v) = headers.get(&h) {
+            out.insert(h, v.clone());
+        }
+    }
+    out
+}
+
+/// Does a pass-through origin response ask for an archive (nginx mod_zip's
+/// `X-Archive-Files: zip`)?
+pub fn wants_archive(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::OK
+        && headers
+            .get(X_ARCHIVE_FILES)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zip"))
+}
+
+/// Answer a GET whose origin response is a mod_zip manifest with the zip it
+/// describes. The origin's other headers (Content-Disposition, caching,
+/// cookies) are kept.
+pub async fn serve_mod_zip(
+    state: &Arc<AppState>,
+    upstream: OriginResponse,
+    request_headers: &HeaderMap,
+) -> Result<Response<Body>> {
+    let max = state.config.zip_max_manifest_bytes;
+    let announced = upstream
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max) {
+        return Err(manifest_too_large(max).on(Side::Upstream));
+    }
+    let reservation = state.budget.reserve(announced.unwrap_or(max)).await?;
+    let bytes = Limited::new(upstream.body, usize::try_from(max).unwrap_or(usize::MAX))
+        .collect()
+        .await
+        .map_err(|e| match e.downcast::<Error>() {
+            Ok(e) => *e,
+            Err(_) => manifest_too_large(max).on(Side::Upstream),
+        })?
+        .to_bytes();
+    let mut plan =
+        manifest::parse_mod_zip(&bytes, limits(state)).map_err(|e| e.on(Side::Upstream))?;
+    drop(bytes);
+    drop(reservation);
+    plan.modified = upstream
+        .headers
+        .get(LAST_MODIFIED)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+        .map(DosDateTime::from_system_time);
+    let mut headers = crate::headers::to_client(upstream.headers, http::Version::HTTP_11);
+    for h in [
+        CONTENT_LENGTH,
+        CONTENT_TYPE,
+        http::header::CONTENT_ENCODING,
+        CONTENT_RANGE,
+        ACCEPT_RANGES,
+        ETAG,
+        LAST_MODIFIED,
+        X_ARCHIVE_FILES,
+        HeaderName::from_static("x-archive-charset"),
+    ] {
+        headers.remove(h);
+    }
+    if !headers.contains_key(CONTENT_DISPOSITION) {
+        headers.insert(CONTENT_DISPOSITION, content_disposition("download.zip"));
+    }
+    respond(state, plan, request_headers, headers).await
+}
+
+fn limits(state: &AppState) -> ManifestLimits {
+    ManifestLimits {
+        max_entries: state.config.zip_max_entries,
+    }
+}
+
+fn manifest_too_large(max: u64) -> Error {
+    Error::new(
+        Kind::PayloadTooLarge,
+        format!("manifest larger than {max} bytes (--zip-max-manifest-bytes)"),
+    )
+}
+
+fn archive_config(state: &AppState) -> ArchiveConfig {
+    ArchiveConfig {
+        scheduler: SchedulerConfig {
+            prefetch: state.config.zip_prefetch.max(1),
+            buffer_bytes: state.config.zip_entry_buffer.max(1),
+            max_resumes: 3,
+        },
+        max_archive_bytes: state.config.zip_max_archive_bytes,
+    }
+}
+
+async fn respond(
+    state: &Arc<AppState>,
+    plan: ArchivePlan,
+    request_headers: &HeaderMap,
+    mut headers: HeaderMap,
+) -> Result<Response<Body>> {
+    let config = archive_config(state);
+    let too_large = || {
+        Error::new(
+            Kind::Unprocessable,
+            format!(
+                "archive would be larger than {} bytes (--zip-max-archive-bytes)",
+                config.max_archive_bytes
+            ),
+        )
+    };
+    if plan.declared_bytes() > config.max_archive_bytes {
+        return Err(too_large());
+    }
+    let plan_bytes = PLAN_BYTES_PER_ENTRY * plan.entries.len() as u64
+        + plan
+            .entries
+            .iter()
+            .map(|e| (e.name.len() + e.source.describe().len()) as u64)
+            .sum::<u64>();
+    let plan_reservation = state.budget.reserve(plan_bytes).await?;
+
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    let mut status = StatusCode::OK;
+    let mut range = None;
+    match archive::known_length(&plan) {
+        Some(len) => {
+            if len > config.max_archive_bytes {
+                return Err(too_large());
+            }
+            let etag = archive_etag(&plan, len);
+            headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                headers.insert(ETAG, v);
+            }
+            let validators = Validators {
+                etag,
+                last_modified: None,
+            };
+            let body_len = match conditional::evaluate(request_headers, &validators, len) {
+                Decision::Full => len,
+                Decision::Partial { start, end } => {
+                    status = StatusCode::PARTIAL_CONTENT;
+                    range = Some((start, end));
+                    insert(
+                        &mut headers,
+                        CONTENT_RANGE,
+                        format!("bytes {start}-{end}/{len}"),
+                    );
+                    end - start + 1
+                }
+                Decision::NotModified => {
+                    headers.remove(CONTENT_TYPE);
+                    return Ok(bodiless(StatusCode::NOT_MODIFIED, headers));
+                }
+                Decision::Unsatisfiable => {
+                    insert(&mut headers, CONTENT_RANGE, format!("bytes */{len}"));
+                    headers.remove(CONTENT_TYPE);
+                    return Ok(bodiless(StatusCode::RANGE_NOT_SATISFIABLE, headers));
+                }
+            };
+            insert(&mut headers, CONTENT_LENGTH, body_len.to_string());
+        }
+        None => {
+            headers.insert(ACCEPT_RANGES, HeaderValue::from_static("none"));
+        }
+    }
+    let download = Download {
+        origin: state.origin.clone(),
+        budget: state.budget.clone(),
+        config,
+        plan,
+        range,
+        plan_reservation,
+    };
+    let mut response = Response::new(download.into_body());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    Ok(response)
+}
+
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(name, v);
+    }
+}
+
+fn bodiless(status: StatusCode, headers: HeaderMap) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// A strong validator of a known-size archive: every byte of it follows
+/// from names, sizes, CRCs and times, so a hash of those identifies it.
+fn archive_etag(plan: &ArchivePlan, len: u64) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut h2 = crc32fast::Hasher::new_with_initial(0x5bd1_e995);
+    for e in &plan.entries {
+        let (size, crc) = match e.declared {
+            super::writer::Sizes::Known { size, crc32 } => (size, crc32),
+            other => (other.length().unwrap_or(0), 0),
+        };
+        let t = e.modified.or(plan.modified).unwrap_or(DosDateTime::EPOCH);
+        for hasher in [&mut h, &mut h2] {
+            hasher.update(e.name.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(&size.to_le_bytes());
+            hasher.update(&crc.to_le_bytes());
+            hasher.update(&t.date.to_le_bytes());
+            hasher.update(&t.time.to_le_bytes());
+        }
+    }
+    format!("\"z{:08x}{:08x}-{len:x}\"", h.finalize(), h2.finalize())
+}
+
+/// RFC 6266 / RFC 8187 `attr-char`: everything else is percent-encoded.
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `attachment; filename="…"`, plus `filename*=UTF-8''…` for non-ASCII names.
+pub fn content_disposition(name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let value = if ascii == name {
+        format!("attachment; filename=\"{ascii}\"")
+    } else {
+        format!(
+            "attachment; filename=\"{ascii}\"; filename*=UTF-8''{}",
+            utf8_percent_encode(name, ATTR_CHAR)
+        )
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_has_an_ascii_fallback_and_utf8_name() {
+        assert_eq!(
+            content_disposition("photos.zip"),
+            "attachment; filename=\"photos.zip\""
+        );
+        assert_eq!(
+            content_disposition("Fotos März.zip"),
+            "attachment; filename=\"Fotos M_rz.zip\"; filename*=UTF-8''Fotos%20M%C3%A4rz.zip"
+        );
+        assert_eq!(
+            content_disposition("a\"b.zip"),
+            "attachment; filename=\"a_b.zip\"; filename*=UTF-8''a%22b.zip"
+        );
+    }
+
+    #[test]
+    fn mod_zip_responses_are_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_archive(StatusCode::OK, &h));
+        h.insert(X_ARCHIVE_FILES, HeaderValue::from_static("ZIP"));
+        assert!(wants_archive(StatusCode::OK, &h));
+        assert!(!wants_archive(StatusCode::NOT_FOUND, &h));
+    }
+}

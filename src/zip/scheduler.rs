@@ -1,0 +1,363 @@
+//! The entry scheduler: fetches the next `--zip-prefetch` entries of an
+//! archive concurrently, each into a bounded buffer whose bytes are reserved
+//! from the one [`MemoryBudget`] before the fetch starts.
+//!
+//! The archive takes entries strictly in order ([`EntryScheduler::next`]);
+//! while it writes one, the following ones are already connected and fill
+//! their buffers, so slow origins overlap. A full buffer stops reading from
+//! that origin (backpressure), so memory stays at most prefetch × buffer per
+//! download. A body that fails mid-way is resumed with `Range` + `If-Range`
+//! where the origin allows it; the consumer never notices, its running CRC
+//! simply continues. Dropping the scheduler aborts every fetch at once.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{
+    CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::BodyExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::manifest::EntrySource;
+use crate::body::{Body, CHUNK_SIZE};
+use crate::budget::{MemoryBudget, Reservation};
+use crate::error::{Error, Kind, Result};
+use crate::origin::{Origin, OriginRequest};
+
+/// One fetch the archive needs, in archive order.
+#[derive(Debug, Clone)]
+pub struct FetchJob {
+    pub source: EntrySource,
+    /// Only these bytes of the source (inclusive), for a ranged archive.
+    pub range: Option<(u64, u64)>,
+}
+
+/// What the origin said about an entry before its body.
+#[derive(Debug, Clone, Default)]
+pub struct EntryMeta {
+    /// Length of the bytes that will be delivered (after any range).
+    pub length: Option<u64>,
+    pub last_modified: Option<SystemTime>,
+    pub content_type: Option<String>,
+}
+
+/// An entry whose origin answered; its bytes arrive on `chunks`, at most
+/// [`CHUNK_SIZE`] each. The buffer's reservation is released on drop.
+pub struct OpenedEntry {
+    pub meta: EntryMeta,
+    pub chunks: mpsc::Receiver<Result<Bytes>>,
+    _reservation: Reservation,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// Entries fetched at once, counting the one being written.
+    pub prefetch: usize,
+    /// Bytes buffered per entry (rounded up to whole chunks).
+    pub buffer_bytes: u64,
+    /// Resumptions allowed per entry after a mid-body failure.
+    pub max_resumes: u32,
+}
+
+impl SchedulerConfig {
+    fn slots(&self) -> usize {
+        (self.buffer_bytes as usize).div_ceil(CHUNK_SIZE).max(1)
+    }
+
+    /// What one entry's buffer reserves from the budget.
+    pub fn reserved_per_entry(&self) -> u64 {
+        (self.slots() * CHUNK_SIZE) as u64
+    }
+}
+
+pub struct EntryScheduler {
+    origin: Origin,
+    budget: MemoryBudget,
+    config: SchedulerConfig,
+    jobs: std::vec::IntoIter<FetchJob>,
+    queue: VecDeque<oneshot::Receiver<Result<OpenedEntry>>>,
+    tasks: JoinSet<()>,
+}
+
+impl EntryScheduler {
+    pub fn new(
+        origin: Origin,
+        budget: MemoryBudget,
+        config: SchedulerConfig,
+        jobs: Vec<FetchJob>,
+    ) -> Self {
+        EntryScheduler {
+            origin,
+            budget,
+            config,
+            jobs: jobs.into_iter(),
+            queue: VecDeque::new(),
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// The next entry in order, once its origin has answered. `None` when
+    /// all jobs were handed out.
+    pub async fn next(&mut self) -> Option<Result<OpenedEntry>> {
+        while self.tasks.try_join_next().is_some() {}
+        while self.queue.len() < self.config.prefetch.max(1) {
+            let Some(job) = self.jobs.next() else { break };
+            let (tx, rx) = oneshot::channel();
+            self.queue.push_back(rx);
+            let fetch = Fetch {
+                origin: self.origin.clone(),
+                budget: self.budget.clone(),
+                config: self.config,
+            };
+            self.tasks.spawn(fetch.run(job, tx));
+        }
+        let rx = self.queue.pop_front()?;
+        Some(
+            rx.await
+                .unwrap_or_else(|_| Err(Error::internal("entry fetch task ended"))),
+        )
+    }
+}
+
+struct Fetch {
+    origin: Origin,
+    budget: MemoryBudget,
+    config: SchedulerConfig,
+}
+
+/// How to resume a body that failed after `received` bytes.
+struct Resumable {
+    validator: HeaderValue,
+}
+
+impl Fetch {
+    async fn run(self, job: FetchJob, opened: oneshot::Sender<Result<OpenedEntry>>) {
+        let reservation = match self.budget.reserve(self.config.reserved_per_entry()).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = opened.send(Err(e));
+                return;
+            }
+        };
+        let path = job.source.describe().to_string();
+        let (start, end) = match job.range {
+            Some((a, b)) => (a, Some(b)),
+            None => (0, None),
+        };
+        let response = match self.request(&path, start, end, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = opened.send(Err(e));
+                return;
+            }
+        };
+        let (status, headers, mut body) = response;
+        // A 200 to a ranged request: cut the range out ourselves.
+        let mut skip = if job.range.is_some() && status == StatusCode::OK {
+            start
+        } else {
+            0
+        };
+        let wanted = end.map(|e| e + 1 - start);
+        let meta = EntryMeta {
+            length: wanted.or_else(|| content_length(&headers)),
+            last_modified: headers
+                .get(LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| httpdate::parse_http_date(s).ok()),
+            content_type: headers
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        let resumable = resumable(&headers);
+        let (tx, rx) = mpsc::channel(self.config.slots());
+        let entry = OpenedEntry {
+            meta,
+            chunks: rx,
+            _reservation: reservation,
+        };
+        if opened.send(Ok(entry)).is_err() {
+            return;
+        }
+
+        let mut delivered = 0u64;
+        let mut resumes = 0;
+        loop {
+            match body.frame().await {
+                None => return,
+                Some(Ok(frame)) => {
+                    let Ok(mut data) = frame.into_data() else {
+                        continue;
+                    };
+                    if skip > 0 {
+                        let n = skip.min(data.len() as u64);
+                        let _ = data.split_to(n as usize);
+                        skip -= n;
+                    }
+                    if let Some(w) = wanted {
+                        let left = w.saturating_sub(delivered);
+                        if (data.len() as u64) > left {
+                            data.truncate(left as usize);
+                        }
+                    }
+                    while !data.is_empty() {
+                        let piece = data.split_to(data.len().min(CHUNK_SIZE));
+                        delivered += piece.len() as u64;
+                        if tx.send(Ok(piece)).await.is_err() {
+                            return; // the archive stopped wanting this entry
+                        }
+                    }
+                    if wanted.is_some_and(|w| delivered >= w) {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    let can_resume =
+                        delivered > 0 && skip == 0 && resumes < self.config.max_resumes;
+                    let Some(how) = resumable.as_ref().filter(|_| can_resume) else {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    };
+                    resumes += 1;
+                    tracing::info!(source = %path, delivered, error = %e, "resuming entry with Range");
+                    match self
+                        .request(&path, start + delivered, end, Some(how.validator.clone()))
+                        .await
+                    {
+                        Ok((StatusCode::PARTIAL_CONTENT, _, rest)) => body = rest,
+                        Ok((status, _, _)) => {
+                            let _ = tx
+                                .send(Err(Error::upstream_broken(format!(
+                                    "{path}: failed after {delivered} bytes and could not be resumed (origin answered {status} to Range)"
+                                ))))
+                                .await;
+                            return;
+                        }
+                        Err(e2) => {
+                            let _ = tx.send(Err(e2)).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// GET `path`, optionally bytes `start..=end` (`end` open when `None`);
+    /// `if_range` makes it a resumption. Returns only a usable response.
+    async fn request(
+        &self,
+        path: &str,
+        start: u64,
+        end: Option<u64>,
+        if_range: Option<HeaderValue>,
+    ) -> Result<(StatusCode, HeaderMap, Body)> {
+        let mut req = OriginRequest::get(path);
+        let ranged = start > 0 || end.is_some();
+        if ranged {
+            let spec = match end {
+                Some(e) => format!("bytes={start}-{e}"),
+                None => format!("bytes={start}-"),
+            };
+            if let Ok(v) = HeaderValue::from_str(&spec) {
+                req.headers.insert(RANGE, v);
+            }
+        }
+        if let Some(v) = if_range {
+            req.headers.insert(IF_RANGE, v);
+        }
+        let response = self.origin.fetch(req).await?;
+        let status = response.status;
+        if status == StatusCode::PARTIAL_CONTENT {
+            let first = response
+                .headers
+                .get(CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.strip_prefix("bytes "))
+                .and_then(|s| s.split('-').next())
+                .and_then(|s| s.parse::<u64>().ok());
+            if !ranged || first != Some(start) {
+                return Err(Error::upstream_broken(format!(
+                    "{path}: origin sent a range that was not asked for"
+                )));
+            }
+        } else if status != StatusCode::OK {
+            let reason = status.canonical_reason().unwrap_or("");
+            return Err(Error::new(
+                Kind::UpstreamStatus(status),
+                format!("origin answered {} {reason}", status.as_u16()),
+            ));
+        }
+        Ok((status, response.headers, response.body))
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+}
+
+/// A body can be resumed when the origin gave a strong ETag or a
+/// Last-Modified date to put in `If-Range` (so a changed file is never
+/// spliced), and did not refuse ranges.
+fn resumable(headers: &HeaderMap) -> Option<Resumable> {
+    if headers
+        .get(http::header::ACCEPT_RANGES)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"none"))
+    {
+        return None;
+    }
+    if let Some(etag) = headers.get(ETAG) {
+        if !etag.as_bytes().starts_with(b"W/") {
+            return Some(Resumable {
+                validator: etag.clone(),
+            });
+        }
+    }
+    headers.get(LAST_MODIFIED).map(|lm| Resumable {
+        validator: lm.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resumable_needs_a_strong_validator() {
+        let mut h = HeaderMap::new();
+        assert!(resumable(&h).is_none());
+        h.insert(ETAG, HeaderValue::from_static("W/\"x\""));
+        assert!(resumable(&h).is_none());
+        h.insert(
+            LAST_MODIFIED,
+            HeaderValue::from_static("Tue, 14 Nov 2023 22:13:20 GMT"),
+        );
+        assert!(resumable(&h).is_some());
+        h.insert(ETAG, HeaderValue::from_static("\"x\""));
+        assert_eq!(resumable(&h).unwrap().validator, "\"x\"");
+        h.insert(
+            http::header::ACCEPT_RANGES,
+            HeaderValue::from_static("none"),
+        );
+        assert!(resumable(&h).is_none());
+    }
+
+    #[test]
+    fn buffers_are_whole_chunks() {
+        let c = SchedulerConfig {
+            prefetch: 4,
+            buffer_bytes: 100_000,
+            max_resumes: 3,
+        };
+        assert_eq!(c.slots(), 2);
+        assert_eq!(c.reserved_per_entry(), 2 * CHUNK_SIZE as u64);
+    }
+}
