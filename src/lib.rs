@@ -21,6 +21,7 @@ pub mod encoding;
 pub mod error;
 pub mod headers;
 pub mod health;
+pub mod image;
 pub mod logging;
 pub mod origin;
 pub mod passthrough;
