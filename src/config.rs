@@ -31,6 +31,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy (the default when no subcommand is given).
     Serve(Box<Config>),
+    /// Print PATH (options/source of a processing URL) with its signature
+    /// prepended, as `/{signature}/{path}`.
+    Sign(SignArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SignArgs {
+    /// The part of a processing URL after the signature, e.g. `/rs:fit:300/plain/a.jpg`.
+    pub path: String,
+    #[command(flatten)]
+    pub signing: crate::image::config::SigningConfig,
 }
 
 /// Everything the server needs to run.
@@ -73,6 +84,9 @@ pub struct Config {
     /// buffers, image buffers). Accepts KiB/MiB/GiB suffixes.
     #[arg(long, env = "SLUICE_MEMORY_BUDGET", default_value = "256MiB", value_parser = parse_size)]
     pub memory_budget: u64,
+
+    #[command(flatten)]
+    pub image: crate::image::config::ImageConfig,
 
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match cli.command {
         Some(Command::Serve(config)) => *config,
+        Some(Command::Sign(args)) => return sluice::image::sign_command(&args),
         None => cli.config,
     };
     sluice::logging::init(config.log_format);
