@@ -28,3 +28,4 @@ pub fn sign_command(args: &crate::config::SignArgs) -> std::process::ExitCode {
     println!("/{signature}{path}");
     std::process::ExitCode::SUCCESS
 }
+pub mod probe;
