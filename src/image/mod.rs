@@ -28,4 +28,5 @@ pub fn sign_command(args: &crate::config::SignArgs) -> std::process::ExitCode {
     println!("/{signature}{path}");
     std::process::ExitCode::SUCCESS
 }
+pub mod geometry;
 pub mod probe;
