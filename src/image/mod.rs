@@ -28,5 +28,9 @@ pub fn sign_command(args: &crate::config::SignArgs) -> std::process::ExitCode {
     println!("/{signature}{path}");
     std::process::ExitCode::SUCCESS
 }
+pub mod decode;
+pub mod encode;
+pub mod estimate;
 pub mod geometry;
 pub mod probe;
+pub mod resize;

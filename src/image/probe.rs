@@ -43,6 +43,9 @@ pub struct Probe {
     pub progressive: bool,
     /// EXIF orientation 1..=8 (1 when absent).
     pub orientation: u8,
+    /// Sample planes per pixel, in sixteenths: JPEG 4:2:0 YCbCr is 24
+    /// (1 + 1/4 + 1/4), 4:4:4 is 48. Sizes a progressive JPEG's coefficients.
+    pub planes_x16: u32,
 }
 
 impl Probe {
@@ -185,6 +188,24 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
                         "JPEG with an unsupported number of components",
                     ));
                 }
+                let factors: Vec<(u32, u32)> = seg
+                    .get(6..6 + 3 * usize::from(components))
+                    .ok_or_else(|| unprocessable("corrupt JPEG: short frame header"))?
+                    .chunks_exact(3)
+                    .map(|c| (u32::from(c[1] >> 4), u32::from(c[1] & 0x0F)))
+                    .collect();
+                if factors
+                    .iter()
+                    .any(|&(h, v)| h == 0 || v == 0 || h > 4 || v > 4)
+                {
+                    return Err(unprocessable("corrupt JPEG: bad sampling factors"));
+                }
+                let h_max = factors.iter().map(|f| f.0).max().unwrap_or(1);
+                let v_max = factors.iter().map(|f| f.1).max().unwrap_or(1);
+                let planes_x16 = factors
+                    .iter()
+                    .map(|&(h, v)| (16 * h * v).div_ceil(h_max * v_max))
+                    .sum();
                 return Ok(Some(Probe {
                     format: SourceFormat::Jpeg,
                     height: be16(seg, 1).unwrap_or(0),
@@ -193,6 +214,7 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
                     alpha: false,
                     progressive: matches!(marker, 0xC2 | 0xC6),
                     orientation,
+                    planes_x16,
                 }));
             }
             0xE1 => {
@@ -274,6 +296,7 @@ fn png(d: &[u8]) -> Result<Option<Probe>> {
         alpha,
         progressive: d[28] == 1,
         orientation: 1,
+        planes_x16: 16 * u32::from(components),
     }))
 }
 
@@ -289,6 +312,7 @@ fn gif(d: &[u8]) -> Result<Option<Probe>> {
         alpha: true,
         progressive: false,
         orientation: 1,
+        planes_x16: 64,
     }))
 }
 
@@ -333,6 +357,7 @@ fn webp(d: &[u8]) -> Result<Option<Probe>> {
         alpha,
         progressive: false,
         orientation: 1,
+        planes_x16: if alpha { 64 } else { 48 },
     }))
 }
 
@@ -373,6 +398,7 @@ mod tests {
         assert!(p.progressive);
         assert_eq!(p.orientation, 6);
         assert_eq!(p.pixels(), 65500 * 65500);
+        assert_eq!(p.planes_x16, 24, "4:2:0");
     }
 
     #[test]
