@@ -32,5 +32,7 @@ pub mod decode;
 pub mod encode;
 pub mod estimate;
 pub mod geometry;
+pub mod pipeline;
 pub mod probe;
 pub mod resize;
+pub mod workers;
