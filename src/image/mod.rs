@@ -28,10 +28,13 @@ pub fn sign_command(args: &crate::config::SignArgs) -> std::process::ExitCode {
     println!("/{signature}{path}");
     std::process::ExitCode::SUCCESS
 }
+pub mod coalesce;
 pub mod decode;
 pub mod encode;
 pub mod estimate;
+pub mod etag;
 pub mod geometry;
+pub mod input;
 pub mod pipeline;
 pub mod probe;
 pub mod resize;
