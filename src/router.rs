@@ -24,6 +24,8 @@ pub struct AppState {
     pub origin: Origin,
     pub budget: MemoryBudget,
     pub shutdown: Shutdown,
+    /// Recompression under `--img-prefix` (issue 4).
+    pub image: Arc<crate::image::service::ImageService>,
 }
 
 /// Which listener a request arrived on.
@@ -42,6 +44,10 @@ pub async fn route(
     match (listener, req.uri().path()) {
         (_, "/healthz") => Ok(health::live()),
         (_, "/readyz") => Ok(health::ready(&state.shutdown)),
+        (Listener::Client, p) if state.image.matches(p) => {
+            let image = state.image.clone();
+            image.serve(&state.origin, &state.budget, req, ctx).await
+        }
         (Listener::Client, _) => passthrough::serve(&state.origin, req, ctx).await,
         (Listener::Admin, _) => Err(crate::error::Error::not_found("no such admin endpoint")),
     }

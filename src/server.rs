@@ -44,14 +44,16 @@ impl Server {
     /// meant for a human (bad flag, port in use).
     pub async fn bind(config: &Config, shutdown: Shutdown) -> Result<Self, String> {
         let spec = config.origin_spec()?;
-        let origin = Origin::new(
-            &spec,
-            Timeouts {
-                connect: config.connect_timeout,
-                first_byte: config.first_byte_timeout,
-                idle: config.idle_timeout,
-            },
-        )?;
+        let timeouts = Timeouts {
+            connect: config.connect_timeout,
+            first_byte: config.first_byte_timeout,
+            idle: config.idle_timeout,
+        };
+        let origin = Origin::new(&spec, timeouts)?;
+        let image = Arc::new(crate::image::service::ImageService::new(
+            &config.image,
+            timeouts,
+        )?);
         let client = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -67,6 +69,7 @@ impl Server {
                 origin,
                 budget: MemoryBudget::new(config.memory_budget),
                 shutdown,
+                image,
             }),
             max_connections: config.max_connections.max(1),
             grace: config.shutdown_grace,

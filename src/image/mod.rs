@@ -38,4 +38,5 @@ pub mod input;
 pub mod pipeline;
 pub mod probe;
 pub mod resize;
+pub mod service;
 pub mod workers;
