@@ -14,11 +14,13 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::{FutureExt, Shared, WeakShared};
 
-type SharedFuture<T> = Shared<Pin<Box<dyn Future<Output = T> + Send>>>;
+type BoxedWork<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type SharedFuture<T> = Shared<BoxedWork<T>>;
+/// Key ▶ (generation, weak handle on the computation).
+type InflightMap<T> = HashMap<String, (u64, WeakShared<BoxedWork<T>>)>;
 
 pub struct Coalescer<T: Clone> {
-    inflight:
-        Arc<Mutex<HashMap<String, (u64, WeakShared<Pin<Box<dyn Future<Output = T> + Send>>>)>>>,
+    inflight: Arc<Mutex<InflightMap<T>>>,
     next_id: AtomicU64,
 }
 
@@ -52,7 +54,7 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
         let inflight = self.inflight.clone();
         let owned_key = key.to_string();
         let work = make();
-        let fut: Pin<Box<dyn Future<Output = T> + Send>> = Box::pin(async move {
+        let fut: BoxedWork<T> = Box::pin(async move {
             let out = work.await;
             // Done: later requests start a new computation (a new origin
             // fetch), so results are shared only between concurrent ones.
