@@ -562,6 +562,18 @@ mod tests {
     }
 
     #[test]
+    fn the_normal_form_parses_back_to_itself() {
+        for s in [
+            "rs:fill-down:300:200:1/g:fp:0.25:0.5/c:0.5:0.5:soea:3:4/bg:1:2:3/q:55/sm:0/ar:0/dpr:2.5",
+            "w:10",
+            "c:100:0",
+        ] {
+            let n = parse(s).unwrap().normalized();
+            assert_eq!(parse(&n).unwrap().normalized(), n, "{s}");
+        }
+    }
+
+    #[test]
     fn later_options_override_earlier_ones() {
         let o = parse("w:100/w:200/q:50/quality:70").unwrap();
         assert_eq!((o.width, o.quality), (200, 70));
