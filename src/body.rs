@@ -110,18 +110,22 @@ where
 pin_project_lite::pin_project! {
     /// Counts the data bytes that pass and reports the total once, when the
     /// body ends, fails or is dropped (a client that went away).
-    pub struct Counted<B, F: FnOnce(u64, Outcome)> {
+    pub struct Counted<B: http_body::Body, F: FnOnce(u64, Outcome)> {
         #[pin]
         inner: B,
         bytes: u64,
         report: Option<F>,
     }
 
-    impl<B, F: FnOnce(u64, Outcome)> PinnedDrop for Counted<B, F> {
+    impl<B: http_body::Body, F: FnOnce(u64, Outcome)> PinnedDrop for Counted<B, F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(report) = this.report.take() {
-                report(*this.bytes, Outcome::Dropped);
+                // hyper stops polling once Content-Length bytes are written,
+                // so a body that has nothing left counts as complete.
+                let rest = this.inner.size_hint();
+                let done = this.inner.is_end_stream() || rest.upper() == Some(0);
+                report(*this.bytes, if done { Outcome::Complete } else { Outcome::Dropped });
             }
         }
     }
@@ -138,7 +142,7 @@ pub enum Outcome {
     Dropped,
 }
 
-impl<B, F: FnOnce(u64, Outcome)> Counted<B, F> {
+impl<B: http_body::Body, F: FnOnce(u64, Outcome)> Counted<B, F> {
     pub fn new(inner: B, report: F) -> Self {
         Counted {
             inner,

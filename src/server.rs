@@ -90,21 +90,30 @@ impl Server {
             tracing::info!(%addr, %admin, "listening");
         }
         let limit = Arc::new(Semaphore::new(self.max_connections));
-        let client = serve_listener(
-            self.client,
-            Listener::Client,
-            self.state.clone(),
-            limit,
-            self.grace,
-        );
-        // The admin listener has its own small limit so that a flood of
-        // client connections can never lock operators out.
+        // The admin listener outlives the client one: while the client
+        // listener drains, probes and scrapes still see `/readyz` = 503.
+        let admin_stop = Shutdown::new();
+        let client = async {
+            serve_listener(
+                self.client,
+                Listener::Client,
+                self.state.clone(),
+                self.state.shutdown.clone(),
+                limit,
+                self.grace,
+            )
+            .await;
+            admin_stop.trigger();
+        };
+        // Its own small limit: a flood of client connections never locks
+        // operators out.
         let admin = serve_listener(
             self.admin,
             Listener::Admin,
             self.state.clone(),
+            admin_stop.clone(),
             Arc::new(Semaphore::new(64)),
-            self.grace,
+            Duration::from_secs(1),
         );
         tokio::join!(client, admin);
         tracing::info!("shutdown complete");
@@ -115,12 +124,17 @@ async fn serve_listener(
     listener: TcpListener,
     which: Listener,
     state: Arc<AppState>,
+    shutdown: Shutdown,
     limit: Arc<Semaphore>,
     grace: Duration,
 ) {
-    let shutdown = state.shutdown.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
+    // Cap hyper's per-connection buffer (read buffer and queued writes,
+    // ~400 KiB by default) at one chunk: it bounds memory per stream.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .max_buf_size(body::CHUNK_SIZE);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -52,6 +52,10 @@ impl HttpOrigin {
             .enable_http2()
             .wrap_connector(tcp);
         let client = Client::builder(TokioExecutor::new())
+            // hyper lets a connection's read buffer grow to ~400 KiB; at
+            // hundreds of concurrent streams that is most of our memory.
+            // Bodies are forwarded chunk by chunk anyway, so cap it.
+            .http1_max_buf_size(crate::body::CHUNK_SIZE)
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);

@@ -1,0 +1,59 @@
+# Shared helpers for the bench/ scripts (sourced, not run).
+# Needs: nginx (Debian), wrk, python3, curl.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
+OUT_DIR="$BENCH_DIR/out"
+mkdir -p "$OUT_DIR"
+
+# Peak RSS (VmHWM) of a process and all its children, in KiB.
+peak_rss_kib() {
+  local pid=$1 total=0 p
+  for p in $pid $(pgrep -P "$pid" 2>/dev/null); do
+    local v
+    v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+# Wait until an HTTP URL answers.
+wait_http() {
+  local url=$1 i
+  for i in $(seq 1 200); do
+    curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "timed out waiting for $url" >&2
+  return 1
+}
+
+# Start a Debian nginx with the given http{} body on its own prefix dir.
+# Prints the master pid.
+start_nginx() {
+  local name=$1 http_body=$2 dir="$OUT_DIR/nginx-$1"
+  rm -rf "$dir" && mkdir -p "$dir/logs" "$dir/tmp"
+  cat > "$dir/nginx.conf" <<CONF
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+daemon off;
+load_module_placeholder;
+events { worker_connections 4096; }
+http {
+  include /etc/nginx/mime.types;
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  $http_body
+}
+CONF
+  sed -i "s|load_module_placeholder;|${NGINX_MODULES:-}|" "$dir/nginx.conf"
+  nginx -p "$dir" -c "$dir/nginx.conf" >"$dir/logs/stdout.log" 2>&1 &
+  echo $!
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }

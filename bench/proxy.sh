@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Pass-through benchmark: sluice and nginx (Debian, proxy_pass with upstream
+# keepalive, its best streaming configuration) proxy the same nginx static
+# origin on loopback, in the same run, alternating, RUNS times each.
+# wrk drives both with a rotating mix of real JPEGs (bench/corpus.sh).
+# Prints requests/s, MB/s and peak RSS per run and the medians.
+#
+#   bench/proxy.sh                     # 3 runs x 15 s at 64 connections
+#   RUNS=5 DURATION=20s CONNS=64 bench/proxy.sh
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-15s}
+RUNS=${RUNS:-3}
+THREADS=${THREADS:-2}
+CORPUS=${CORPUS:-$OUT_DIR/corpus}
+ORIGIN_PORT=18081 NGINX_PORT=18082 SLUICE_PORT=18083 SLUICE_ADMIN=18084
+
+[ -d "$CORPUS" ] || "$BENCH_DIR/corpus.sh"
+(cd "$REPO_DIR" && cargo build --release --quiet)
+SLUICE_BIN="$REPO_DIR/target/release/sluice"
+
+(cd "$CORPUS" && find . -type f \( -name '*.jpg' -o -name '*.jpeg' \) | sed 's|^\.||' | sort) > "$OUT_DIR/proxy-paths.txt"
+count=$(wc -l < "$OUT_DIR/proxy-paths.txt")
+bytes=$(cd "$CORPUS" && cat $(sed 's|^/||' "$OUT_DIR/proxy-paths.txt") | wc -c)
+echo "corpus: $count JPEGs, $((bytes / 1048576)) MiB, mean $((bytes / count / 1024)) KiB"
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+origin_pid=$(start_nginx origin "
+  server {
+    listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
+    keepalive_requests 1000000;
+    root $CORPUS;
+    sendfile on; tcp_nopush on;
+  }")
+pids+=("$origin_pid")
+wait_http "http://127.0.0.1:$ORIGIN_PORT$(head -1 "$OUT_DIR/proxy-paths.txt")"
+
+nginx_conf="
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT backlog=4096;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_buffering on;
+      proxy_buffer_size 64k;
+      proxy_buffers 16 64k;
+      proxy_busy_buffers_size 128k;
+      proxy_max_temp_file_size 0;
+    }
+  }"
+
+# run_one NAME URL PID -> "rps mbps rss_kib"
+run_one() {
+  local name=$1 url=$2 pid=$3 out="$OUT_DIR/proxy-wrk-$1.txt"
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s -s "$BENCH_DIR/rotate.lua" "$url" -- "$OUT_DIR/proxy-paths.txt" > "$out"
+  local rps mbps rss
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  mbps=$(awk '/^Transfer\/sec:/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
+          if (u=="GB") n*=1024; else if (u=="KB") n/=1024; else if (u!="MB") n/=1048576; printf "%.0f", n}' "$out")
+  rss=$(peak_rss_kib "$pid")
+  local errors
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
+  echo "$rps $mbps $rss" 
+  [ -z "$errors" ] || echo "  $name: $errors" >&2
+}
+
+results="$OUT_DIR/proxy-results.txt"
+: > "$results"
+for run in $(seq 1 "$RUNS"); do
+  # nginx
+  npid=$(start_nginx proxy "$nginx_conf")
+  wait_http "http://127.0.0.1:$NGINX_PORT$(head -1 "$OUT_DIR/proxy-paths.txt")"
+  r=$(run_one nginx "http://127.0.0.1:$NGINX_PORT" "$npid")
+  kill "$npid"; wait "$npid" 2>/dev/null || true
+  echo "nginx  run $run: $r" | tee -a "$results"
+  # sluice
+  "$SLUICE_BIN" --listen 127.0.0.1:$SLUICE_PORT --admin-listen 127.0.0.1:$SLUICE_ADMIN \
+    --origin "http://127.0.0.1:$ORIGIN_PORT" > "$OUT_DIR/sluice-proxy.log" 2>&1 &
+  spid=$!
+  wait_http "http://127.0.0.1:$SLUICE_PORT/healthz"
+  r=$(run_one sluice "http://127.0.0.1:$SLUICE_PORT" "$spid")
+  kill "$spid"; wait "$spid" 2>/dev/null || true
+  echo "sluice run $run: $r" | tee -a "$results"
+done
+
+echo
+echo "| server | req/s (median) | MB/s (median) | peak RSS MiB (median) |"
+echo "|---|---|---|---|"
+for s in nginx sluice; do
+  rps=$(awk -v s=$s '$1==s {print $4}' "$results" | median)
+  mbps=$(awk -v s=$s '$1==s {print $5}' "$results" | median)
+  rss=$(awk -v s=$s '$1==s {print $6}' "$results" | median)
+  printf '| %s | %.0f | %.0f | %.1f |\n' "$s" "$rps" "$mbps" "$(echo "$rss / 1024" | bc -l)"
+done
+n=$(awk '$1=="nginx" {print $4}' "$results" | median)
+s=$(awk '$1=="sluice" {print $4}' "$results" | median)
+printf 'sluice/nginx throughput ratio: %.2f (runs=%s, %s, %s connections, %s wrk threads)\n' \
+  "$(echo "$s / $n" | bc -l)" "$RUNS" "$DURATION" "$CONNS" "$THREADS"
