@@ -22,12 +22,15 @@ fn vm_hwm_kib() -> u64 {
 fn cpu_ms() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the comm field.
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) * 10.0
+    // After the comm field: state is field 3, utime 14, stime 15 (in ticks).
+    let field = |n: usize| -> f64 {
+        after
+            .split_whitespace()
+            .nth(n - 3)
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0.0)
+    };
+    (field(14) + field(15)) * 10.0
 }
 
 fn main() {

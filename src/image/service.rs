@@ -459,6 +459,14 @@ impl Job {
             })
             .await?;
         guard.armed = false;
+        tracing::info!(
+            source = %self.path,
+            format = format.extension(),
+            width = processed.width,
+            height = processed.height,
+            bytes = processed.bytes.len(),
+            "image processed"
+        );
         let held = self.budget.reserve(processed.bytes.len() as u64).await?;
         Ok(Outcome::Processed(Arc::new(Output {
             bytes: Bytes::from(processed.bytes),
