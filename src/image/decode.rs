@@ -157,15 +157,16 @@ fn jpeg_scaled(data: &[u8], probe: &Probe, shrink: u32, keep_icc: bool) -> Resul
     })
 }
 
-/// CMYK as Adobe writes it into JPEGs (inverted: 255 = no ink) to RGB.
-/// No crate here converts CMYK; this is the naive conversion libjpeg
-/// users apply when no CMYK profile is at hand.
+/// CMYK to RGB, the naive way (R = (255-C)(255-K)/255), as ImageMagick
+/// does without a CMYK profile. jpeg-decoder has already undone Adobe's
+/// inversion, so 0 = no ink here (checked against tests/data odd cmyk.jpg).
+/// No crate here converts CMYK without a colour-management engine.
 fn cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
     let mut rgb = Vec::with_capacity(cmyk.len() / 4 * 3);
     for p in cmyk.chunks_exact(4) {
-        let k = u16::from(p[3]);
+        let k = 255 - u16::from(p[3]);
         for &c in &p[..3] {
-            rgb.push(((u16::from(c) * k + 127) / 255) as u8);
+            rgb.push((((255 - u16::from(c)) * k + 127) / 255) as u8);
         }
     }
     rgb
@@ -287,9 +288,9 @@ mod tests {
     }
 
     #[test]
-    fn cmyk_conversion_treats_255_as_no_ink() {
-        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 255]), vec![255, 255, 255]);
-        assert_eq!(cmyk_to_rgb(&[0, 255, 255, 255]), vec![0, 255, 255]);
-        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 0]), vec![0, 0, 0]);
+    fn cmyk_conversion_treats_0_as_no_ink() {
+        assert_eq!(cmyk_to_rgb(&[0, 0, 0, 0]), vec![255, 255, 255]);
+        assert_eq!(cmyk_to_rgb(&[255, 0, 0, 0]), vec![0, 255, 255]);
+        assert_eq!(cmyk_to_rgb(&[0, 0, 0, 255]), vec![0, 0, 0]);
     }
 }
