@@ -47,7 +47,7 @@ load() { # load NAME PATHSFILE CONNS PID -> one line of results
   echo "$name conns=$conns req/s=$rps peak_rss_mib=$((rss / 1024)) $(grep -E '^(status|errors)' "$out" | tr '\n' ' ')" | tee -a "$results"
 }
 
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+stop() { pkill -P "$1" 2>/dev/null || true; kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 for rep in $(seq 1 "$REPEATS"); do
   # --- sluice
