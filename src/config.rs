@@ -35,6 +35,9 @@ pub enum Command {
     Serve(Box<Config>),
     /// Exit 0 if a sluice endpoint answers 2xx, else 1 (for container health checks).
     Health(HealthArgs),
+    /// Print PATH (options/source of a processing URL) with its signature
+    /// prepended, as `/{signature}/{path}`.
+    Sign(SignArgs),
 }
 
 /// Flags of `sluice health`.
@@ -47,6 +50,15 @@ pub struct HealthArgs {
     /// Give up (and exit 1) when no response has arrived after this long.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+/// Flags of `sluice sign`.
+#[derive(Debug, Clone, Args)]
+pub struct SignArgs {
+    /// The part of a processing URL after the signature, e.g. `/rs:fit:300/plain/a.jpg`.
+    pub path: String,
+    #[command(flatten)]
+    pub signing: crate::image::config::SigningConfig,
 }
 
 /// Everything the server needs to run.
@@ -120,6 +132,8 @@ pub struct Config {
     /// archive that grows past it is aborted).
     #[arg(long, env = "SLUICE_ZIP_MAX_ARCHIVE_BYTES", default_value = "64GiB", value_parser = parse_size)]
     pub zip_max_archive_bytes: u64,
+    #[command(flatten)]
+    pub image: crate::image::config::ImageConfig,
 
     /// Log format.
     #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]

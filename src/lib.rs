@@ -22,6 +22,7 @@ pub mod error;
 pub mod headers;
 pub mod health;
 pub mod health_probe;
+pub mod image;
 pub mod logging;
 pub mod metrics;
 pub mod origin;

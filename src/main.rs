@@ -41,6 +41,7 @@ fn main() -> ExitCode {
     let config = match cli.command {
         Some(Command::Serve(config)) => *config,
         Some(Command::Health(args)) => return sluice::health_probe::run(&args),
+        Some(Command::Sign(args)) => return sluice::image::sign_command(&args),
         None => cli.config,
     };
     sluice::logging::init(config.log_format);

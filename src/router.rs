@@ -25,6 +25,8 @@ pub struct AppState {
     pub origin: Origin,
     pub budget: MemoryBudget,
     pub shutdown: Shutdown,
+    /// Recompression under `--img-prefix` (issue 4).
+    pub image: Arc<crate::image::service::ImageService>,
 }
 
 /// Which listener a request arrived on.
@@ -48,6 +50,11 @@ pub async fn route(
         (_, "/readyz") => {
             ctx.route = Route::Health;
             Ok(health::ready(&state.shutdown))
+        }
+        (Listener::Client, p) if state.image.matches(p) => {
+            ctx.route = Route::Image;
+            let image = state.image.clone();
+            image.serve(&state.origin, &state.budget, req, ctx).await
         }
         (Listener::Client, "/zip") if req.method() == http::Method::POST => {
             ctx.route = Route::Zip;

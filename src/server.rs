@@ -44,15 +44,18 @@ impl Server {
     /// meant for a human (bad flag, port in use).
     pub async fn bind(config: &Config, shutdown: Shutdown) -> Result<Self, String> {
         let spec = config.origin_spec()?;
-        let origin = Origin::new(
-            &spec,
-            Timeouts {
-                connect: config.connect_timeout,
-                first_byte: config.first_byte_timeout,
-                idle: config.idle_timeout,
-            },
-            config.origin_ca_file.as_deref(),
-        )?;
+        let timeouts = Timeouts {
+            connect: config.connect_timeout,
+            first_byte: config.first_byte_timeout,
+            idle: config.idle_timeout,
+        };
+        let extra_ca = config.origin_ca_file.as_deref();
+        let origin = Origin::new(&spec, timeouts, extra_ca)?;
+        let image = Arc::new(crate::image::service::ImageService::new(
+            &config.image,
+            timeouts,
+            extra_ca,
+        )?);
         let client = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -68,6 +71,7 @@ impl Server {
                 origin,
                 budget: MemoryBudget::new(config.memory_budget),
                 shutdown,
+                image,
             }),
             max_connections: config.max_connections.max(1),
             grace: config.shutdown_grace,

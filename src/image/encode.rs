@@ -1,0 +1,94 @@
+//! Encoding a bitmap: JPEG (jpeg-encoder: baseline or progressive, 4:2:0
+//! below quality 90, 4:4:4 from 90 up), PNG (png) and WebP (image-webp,
+//! which encodes lossless only; see docs/readme-img.md for why lossy WebP
+//! via libwebp is not built in). The ICC profile is embedded when given.
+
+use super::decode::Bitmap;
+use super::options::OutputFormat;
+use crate::error::{Error, Result};
+
+pub struct EncodeSettings {
+    pub quality: u8,
+    pub jpeg_progressive: bool,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::internal(format!("{what} encoding failed: {e}"))
+}
+
+pub fn encode(
+    b: &Bitmap,
+    format: OutputFormat,
+    s: &EncodeSettings,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    // A rough size guess keeps the output Vec from re-growing many times.
+    let mut out = Vec::with_capacity(b.pixels.len() / 8 + 1024);
+    match format {
+        OutputFormat::Jpeg => jpeg(b, s, icc, &mut out)?,
+        OutputFormat::Png => png(b, icc, &mut out)?,
+        OutputFormat::Webp => webp(b, icc, &mut out)?,
+    }
+    Ok(out)
+}
+
+fn jpeg(b: &Bitmap, s: &EncodeSettings, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
+    use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+    let color = match b.channels {
+        1 => ColorType::Luma,
+        3 => ColorType::Rgb,
+        _ => return Err(Error::internal("JPEG needs an opaque bitmap")),
+    };
+    let (w, h) = (
+        u16::try_from(b.width).map_err(|e| failed("JPEG", e))?,
+        u16::try_from(b.height).map_err(|e| failed("JPEG", e))?,
+    );
+    let quality = s.quality.clamp(1, 100);
+    let mut e = Encoder::new(out, quality);
+    e.set_sampling_factor(if quality < 90 {
+        SamplingFactor::F_2_2
+    } else {
+        SamplingFactor::F_1_1
+    });
+    e.set_progressive(s.jpeg_progressive);
+    e.set_optimized_huffman_tables(true);
+    if let Some(icc) = icc {
+        e.add_icc_profile(icc).map_err(|e| failed("JPEG", e))?;
+    }
+    e.encode(&b.pixels, w, h, color)
+        .map_err(|e| failed("JPEG", e))
+}
+
+fn png(b: &Bitmap, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
+    let mut info = png::Info::with_size(b.width, b.height);
+    info.bit_depth = png::BitDepth::Eight;
+    info.color_type = match b.channels {
+        1 => png::ColorType::Grayscale,
+        2 => png::ColorType::GrayscaleAlpha,
+        3 => png::ColorType::Rgb,
+        _ => png::ColorType::Rgba,
+    };
+    info.icc_profile = icc.map(std::borrow::Cow::Borrowed);
+    let mut e = png::Encoder::with_info(out, info).map_err(|e| failed("PNG", e))?;
+    e.set_compression(png::Compression::Fast);
+    let mut w = e.write_header().map_err(|e| failed("PNG", e))?;
+    w.write_image_data(&b.pixels)
+        .map_err(|e| failed("PNG", e))?;
+    w.finish().map_err(|e| failed("PNG", e))
+}
+
+fn webp(b: &Bitmap, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
+    use image_webp::{ColorType, WebPEncoder};
+    let color = match b.channels {
+        1 => ColorType::L8,
+        2 => ColorType::La8,
+        3 => ColorType::Rgb8,
+        _ => ColorType::Rgba8,
+    };
+    let mut e = WebPEncoder::new(out);
+    if let Some(icc) = icc {
+        e.set_icc_profile(icc.to_vec());
+    }
+    e.encode(&b.pixels, b.width, b.height, color)
+        .map_err(|e| failed("WebP", e))
+}

@@ -1,0 +1,105 @@
+//! How many bytes one job will hold at its peak, from the header alone.
+//!
+//! Conservative sums of the buffers each stage allocates (measured against
+//! VmHWM in tests/image_memory.rs and docs/readme-img.md): the decoder's
+//! output (and a progressive JPEG's full-size coefficients), the resizer's
+//! intermediate (source width x output height) and output, the oriented
+//! and flattened copies, and the encoder's working set and output. The
+//! compressed input is counted separately, as it arrives.
+
+use super::decode::{jpeg_shrink, use_scaled_decoder};
+use super::geometry::Plan;
+use super::probe::{Probe, SourceFormat};
+
+/// Fixed slack per job: decoder tables, row buffers, Huffman tables, ICC.
+const FIXED: u64 = 1 << 20;
+
+pub fn job_bytes(p: &Probe, plan: &Plan) -> u64 {
+    let (w, h) = (u64::from(p.width), u64::from(p.height));
+    let px = w * h;
+    let out_ch: u64 = match (p.format, p.components) {
+        (SourceFormat::Jpeg, 1) => 1,
+        (SourceFormat::Jpeg, _) => 3,
+        _ => u64::from(p.components),
+    };
+    // Decoder: output bitmap plus its internal planes.
+    let shrink = if p.format == SourceFormat::Jpeg {
+        jpeg_shrink((plan.src.w, plan.src.h), plan.raw_dst)
+    } else {
+        1
+    };
+    let coefficients = if p.format == SourceFormat::Jpeg && p.progressive {
+        // i16 per sample of every plane, full size, whatever the scale.
+        px * u64::from(p.planes_x16) * 2 / 16
+    } else {
+        0
+    };
+    let (decoded_px, decode_peak) = match p.format {
+        SourceFormat::Jpeg if use_scaled_decoder(p, shrink) => {
+            let s = u64::from(shrink);
+            let dpx = w.div_ceil(s) * h.div_ceil(s);
+            // jpeg-decoder keeps per-component planes beside the output.
+            (
+                dpx,
+                dpx * out_ch + dpx * u64::from(p.planes_x16) / 16 + coefficients,
+            )
+        }
+        SourceFormat::Jpeg => (px, px * out_ch + coefficients),
+        // The GIF frame buffer plus the composed canvas.
+        SourceFormat::Gif => (px, px * 8),
+        // Lossless WebP decodes into ARGB before converting.
+        SourceFormat::Webp => (px, px * out_ch + px * 4),
+        SourceFormat::Png => (px, px * out_ch),
+    };
+    let decoded = decoded_px * out_ch;
+    let dst_px = u64::from(plan.raw_dst.0) * u64::from(plan.raw_dst.1);
+    let dst = dst_px * out_ch;
+    // fast_image_resize: premultiplied copy for alpha, an intermediate of
+    // (source width x output height), and the output.
+    let src_w = (plan.src.w.ceil() as u64).min(w) * decoded_px / px.max(1);
+    let alpha_copy = if p.alpha { decoded } else { 0 };
+    let intermediate = src_w.max(1) * u64::from(plan.raw_dst.1) * out_ch;
+    let resize_peak = decoded + alpha_copy + intermediate + dst;
+    // Orientation copy, flattening copy, encoder planes (i16/f32 blocks)
+    // and the encoded output (at most about the raw size for PNG).
+    let finish_peak = dst * 2 + dst_px * 3 * 4 + dst + 4096;
+    FIXED + decode_peak.max(resize_peak) + finish_peak
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::geometry::plan;
+    use crate::image::options::{Options, Presets};
+
+    fn probe(w: u32, h: u32, progressive: bool) -> Probe {
+        Probe {
+            format: SourceFormat::Jpeg,
+            width: w,
+            height: h,
+            components: 3,
+            alpha: false,
+            progressive,
+            orientation: 1,
+            planes_x16: 24,
+        }
+    }
+
+    #[test]
+    fn shrink_on_load_and_progressive_show_in_the_estimate() {
+        let o = Options::parse(["w:800"], &Presets::default()).unwrap();
+        let base = probe(5184, 3456, false);
+        let prog = probe(5184, 3456, true);
+        let a = job_bytes(&base, &plan(5184, 3456, 1, &o));
+        let b = job_bytes(&prog, &plan(5184, 3456, 1, &o));
+        // Baseline 18 MP to 800 px decodes at 1/4: well under the 51 MiB
+        // a full-size RGB bitmap would take.
+        assert!(a < 20 << 20, "{a}");
+        // Progressive adds ~51 MiB of full-size coefficients.
+        assert!(b > a + (45 << 20), "{a} {b}");
+        // Full size output: at least the bitmap itself.
+        let full = Options::default();
+        let c = job_bytes(&base, &plan(5184, 3456, 1, &full));
+        assert!(c > 5184 * 3456 * 3, "{c}");
+    }
+}

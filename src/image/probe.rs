@@ -1,0 +1,465 @@
+//! Header-only probe: format, dimensions, components, progressive, EXIF
+//! orientation, from the first bytes of a source, before anything is
+//! decoded or allocated.
+//!
+//! Written by hand because it must work on a *prefix* of a stream that is
+//! still arriving (answer "need more bytes" rather than fail) so that an
+//! oversized source is refused as soon as its header is in, and because the
+//! decoders' own header readers allocate and want the whole file.
+
+use crate::error::{Error, Kind, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFormat {
+    Jpeg,
+    Png,
+    Gif,
+    Webp,
+}
+
+impl SourceFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceFormat::Jpeg => "jpeg",
+            SourceFormat::Png => "png",
+            SourceFormat::Gif => "gif",
+            SourceFormat::Webp => "webp",
+        }
+    }
+}
+
+/// What the header says about a source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    pub format: SourceFormat,
+    pub width: u32,
+    pub height: u32,
+    /// Colour components as stored (JPEG: 1 gray, 3 YCbCr, 4 CMYK/YCCK;
+    /// others: channels of the decoded image).
+    pub components: u8,
+    /// Whether the decoded image may carry alpha.
+    pub alpha: bool,
+    /// JPEG progressive (the decoder then holds full-size coefficients).
+    pub progressive: bool,
+    /// EXIF orientation 1..=8 (1 when absent).
+    pub orientation: u8,
+    /// Sample planes per pixel, in sixteenths: JPEG 4:2:0 YCbCr is 24
+    /// (1 + 1/4 + 1/4), 4:4:4 is 48. Sizes a progressive JPEG's coefficients.
+    pub planes_x16: u32,
+}
+
+impl Probe {
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+}
+
+fn unprocessable(reason: &'static str) -> Error {
+    Error::new(Kind::Unprocessable, reason)
+}
+
+/// Probe `data`. `Ok(None)` means the header is not complete yet and more
+/// bytes are needed; with `complete == true` that becomes an error.
+pub fn probe(data: &[u8], complete: bool) -> Result<Option<Probe>> {
+    let result = match sniff(data) {
+        Sniffed::Format(SourceFormat::Jpeg) => jpeg(data),
+        Sniffed::Format(SourceFormat::Png) => png(data),
+        Sniffed::Format(SourceFormat::Gif) => gif(data),
+        Sniffed::Format(SourceFormat::Webp) => webp(data),
+        Sniffed::NeedMore => Ok(None),
+        Sniffed::Unknown => Err(unprocessable("unsupported image format")),
+    }?;
+    match result {
+        Some(p) if p.width == 0 || p.height == 0 => Err(unprocessable("image has no pixels")),
+        None if complete && data.is_empty() => Err(unprocessable("source is empty (0 bytes)")),
+        None if complete => Err(unprocessable("image header is truncated")),
+        other => Ok(other),
+    }
+}
+
+enum Sniffed {
+    Format(SourceFormat),
+    NeedMore,
+    Unknown,
+}
+
+fn sniff(d: &[u8]) -> Sniffed {
+    const SIGS: [(&[u8], SourceFormat); 4] = [
+        (&[0xFF, 0xD8, 0xFF], SourceFormat::Jpeg),
+        (b"\x89PNG\r\n\x1a\n", SourceFormat::Png),
+        (b"GIF8", SourceFormat::Gif),
+        (b"RIFF", SourceFormat::Webp),
+    ];
+    for (sig, format) in SIGS {
+        let n = sig.len().min(d.len());
+        if d[..n] == sig[..n] {
+            if d.len() < sig.len() {
+                return Sniffed::NeedMore;
+            }
+            if format == SourceFormat::Webp {
+                return match d.get(8..12) {
+                    None => Sniffed::NeedMore,
+                    Some(b"WEBP") => Sniffed::Format(format),
+                    Some(_) => Sniffed::Unknown,
+                };
+            }
+            return Sniffed::Format(format);
+        }
+    }
+    Sniffed::Unknown
+}
+
+fn be16(d: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from(u16::from_be_bytes([
+        *d.get(at)?,
+        *d.get(at + 1)?,
+    ])))
+}
+fn le16(d: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from(u16::from_le_bytes([
+        *d.get(at)?,
+        *d.get(at + 1)?,
+    ])))
+}
+fn le24(d: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes([
+        *d.get(at)?,
+        *d.get(at + 1)?,
+        *d.get(at + 2)?,
+        0,
+    ]))
+}
+
+/// Walk JPEG markers up to the frame header (SOFn).
+fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
+    let mut at = 2;
+    let mut orientation = 1;
+    loop {
+        // Markers may be preceded by any number of 0xFF fill bytes.
+        let Some(&first) = d.get(at) else {
+            return Ok(None);
+        };
+        if first != 0xFF {
+            return Err(unprocessable("corrupt JPEG: expected a marker"));
+        }
+        while d.get(at) == Some(&0xFF) {
+            at += 1;
+        }
+        let Some(&marker) = d.get(at) else {
+            return Ok(None);
+        };
+        at += 1;
+        if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
+            continue; // standalone markers carry no length
+        }
+        if marker == 0xD9 || marker == 0xDA {
+            return Err(unprocessable(
+                "corrupt JPEG: no frame header before scan data",
+            ));
+        }
+        let Some(len) = be16(d, at) else {
+            return Ok(None);
+        };
+        let len = len as usize;
+        if len < 2 {
+            return Err(unprocessable("corrupt JPEG: bad segment length"));
+        }
+        let body = at + 2..at + len;
+        match marker {
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let Some(seg) = d.get(body) else {
+                    return Ok(None);
+                };
+                if matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF) {
+                    return Err(unprocessable("lossless JPEG is not supported"));
+                }
+                if matches!(marker, 0xC9..=0xCB) || matches!(marker, 0xCD..=0xCF) {
+                    return Err(unprocessable("arithmetic-coded JPEG is not supported"));
+                }
+                if seg.len() < 6 {
+                    return Err(unprocessable("corrupt JPEG: short frame header"));
+                }
+                if seg[0] != 8 {
+                    return Err(unprocessable("only 8-bit JPEG is supported"));
+                }
+                let components = seg[5];
+                if !matches!(components, 1 | 3 | 4) {
+                    return Err(unprocessable(
+                        "JPEG with an unsupported number of components",
+                    ));
+                }
+                let factors: Vec<(u32, u32)> = seg
+                    .get(6..6 + 3 * usize::from(components))
+                    .ok_or_else(|| unprocessable("corrupt JPEG: short frame header"))?
+                    .chunks_exact(3)
+                    .map(|c| (u32::from(c[1] >> 4), u32::from(c[1] & 0x0F)))
+                    .collect();
+                if factors
+                    .iter()
+                    .any(|&(h, v)| h == 0 || v == 0 || h > 4 || v > 4)
+                {
+                    return Err(unprocessable("corrupt JPEG: bad sampling factors"));
+                }
+                let h_max = factors.iter().map(|f| f.0).max().unwrap_or(1);
+                let v_max = factors.iter().map(|f| f.1).max().unwrap_or(1);
+                let planes_x16 = factors
+                    .iter()
+                    .map(|&(h, v)| (16 * h * v).div_ceil(h_max * v_max))
+                    .sum();
+                return Ok(Some(Probe {
+                    format: SourceFormat::Jpeg,
+                    height: be16(seg, 1).unwrap_or(0),
+                    width: be16(seg, 3).unwrap_or(0),
+                    components,
+                    alpha: false,
+                    progressive: matches!(marker, 0xC2 | 0xC6),
+                    orientation,
+                    planes_x16,
+                }));
+            }
+            0xE1 => {
+                let Some(seg) = d.get(body.clone()) else {
+                    return Ok(None);
+                };
+                if let Some(tiff) = seg.strip_prefix(b"Exif\0\0") {
+                    orientation = exif_orientation(tiff).unwrap_or(1);
+                }
+            }
+            _ => {}
+        }
+        at = body.end;
+    }
+}
+
+/// The Orientation tag (0x0112) of IFD0 in a TIFF-structured EXIF block.
+pub fn exif_orientation(tiff: &[u8]) -> Option<u8> {
+    let big = match tiff.get(..4)? {
+        b"MM\0*" => true,
+        b"II*\0" => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| -> Option<u16> {
+        let b = [*tiff.get(at)?, *tiff.get(at + 1)?];
+        Some(if big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        })
+    };
+    let u32_at = |at: usize| -> Option<u32> {
+        let b = [
+            *tiff.get(at)?,
+            *tiff.get(at + 1)?,
+            *tiff.get(at + 2)?,
+            *tiff.get(at + 3)?,
+        ];
+        Some(if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let ifd = u32_at(4)? as usize;
+    let count = u16_at(ifd)? as usize;
+    (0..count.min(512)).find_map(|i| {
+        let entry = ifd + 2 + i * 12;
+        if u16_at(entry)? != 0x0112 {
+            return None;
+        }
+        let value = u16_at(entry + 8)?;
+        (1..=8).contains(&value).then_some(value as u8)
+    })
+}
+
+fn png(d: &[u8]) -> Result<Option<Probe>> {
+    if d.len() < 29 {
+        return Ok(None);
+    }
+    if &d[12..16] != b"IHDR" {
+        return Err(unprocessable("corrupt PNG: IHDR is not the first chunk"));
+    }
+    let width = u32::from_be_bytes([d[16], d[17], d[18], d[19]]);
+    let height = u32::from_be_bytes([d[20], d[21], d[22], d[23]]);
+    let (components, alpha) = match d[25] {
+        0 => (1, false),
+        2 => (3, false),
+        3 => (4, true), // palette; may have tRNS, decoded as RGBA
+        4 => (2, true),
+        6 => (4, true),
+        _ => return Err(unprocessable("corrupt PNG: bad colour type")),
+    };
+    Ok(Some(Probe {
+        format: SourceFormat::Png,
+        width,
+        height,
+        components,
+        alpha,
+        progressive: d[28] == 1,
+        orientation: 1,
+        planes_x16: 16 * u32::from(components),
+    }))
+}
+
+fn gif(d: &[u8]) -> Result<Option<Probe>> {
+    let (Some(width), Some(height)) = (le16(d, 6), le16(d, 8)) else {
+        return Ok(None);
+    };
+    Ok(Some(Probe {
+        format: SourceFormat::Gif,
+        width,
+        height,
+        components: 4,
+        alpha: true,
+        progressive: false,
+        orientation: 1,
+        planes_x16: 64,
+    }))
+}
+
+fn webp(d: &[u8]) -> Result<Option<Probe>> {
+    let Some(fourcc) = d.get(12..16) else {
+        return Ok(None);
+    };
+    let (width, height, alpha) = match fourcc {
+        b"VP8 " => {
+            let (Some(w), Some(h)) = (le16(d, 26), le16(d, 28)) else {
+                return Ok(None);
+            };
+            (w & 0x3FFF, h & 0x3FFF, false)
+        }
+        b"VP8L" => {
+            let Some(b) = d.get(21..25) else {
+                return Ok(None);
+            };
+            let (b0, b1, b2, b3) = (
+                u32::from(b[0]),
+                u32::from(b[1]),
+                u32::from(b[2]),
+                u32::from(b[3]),
+            );
+            let w = 1 + (b0 | (b1 & 0x3F) << 8);
+            let h = 1 + (b1 >> 6 | b2 << 2 | (b3 & 0x0F) << 10);
+            (w, h, true)
+        }
+        b"VP8X" => {
+            let (Some(&flags), Some(w), Some(h)) = (d.get(20), le24(d, 24), le24(d, 27)) else {
+                return Ok(None);
+            };
+            (w + 1, h + 1, flags & 0x10 != 0 || flags & 0x02 != 0)
+        }
+        _ => return Err(unprocessable("corrupt WebP: unknown first chunk")),
+    };
+    Ok(Some(Probe {
+        format: SourceFormat::Webp,
+        width,
+        height,
+        components: if alpha { 4 } else { 3 },
+        alpha,
+        progressive: false,
+        orientation: 1,
+        planes_x16: if alpha { 64 } else { 48 },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A JPEG header with an EXIF orientation and a progressive SOF2 of
+    /// 65500x65500: the probe reads it from 60-odd bytes, allocating nothing.
+    fn huge_progressive_header(orientation: u8) -> Vec<u8> {
+        let mut d = vec![0xFF, 0xD8];
+        // APP1 Exif, little-endian TIFF with one IFD0 entry.
+        let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+        tiff.extend_from_slice(&1u16.to_le_bytes());
+        tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+        tiff.extend_from_slice(&3u16.to_le_bytes());
+        tiff.extend_from_slice(&1u32.to_le_bytes());
+        tiff.extend_from_slice(&[orientation, 0, 0, 0]);
+        tiff.extend_from_slice(&0u32.to_le_bytes());
+        let app1_len = (2 + 6 + tiff.len()) as u16;
+        d.extend_from_slice(&[0xFF, 0xE1]);
+        d.extend_from_slice(&app1_len.to_be_bytes());
+        d.extend_from_slice(b"Exif\0\0");
+        d.extend_from_slice(&tiff);
+        // SOF2: 8-bit, 65500 x 65500, 3 components.
+        d.extend_from_slice(&[0xFF, 0xC2, 0, 17, 8]);
+        d.extend_from_slice(&65500u16.to_be_bytes());
+        d.extend_from_slice(&65500u16.to_be_bytes());
+        d.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        d
+    }
+
+    #[test]
+    fn jpeg_header_gives_dims_progressive_and_orientation() {
+        let d = huge_progressive_header(6);
+        let p = probe(&d, false).unwrap().unwrap();
+        assert_eq!((p.width, p.height, p.components), (65500, 65500, 3));
+        assert!(p.progressive);
+        assert_eq!(p.orientation, 6);
+        assert_eq!(p.pixels(), 65500 * 65500);
+        assert_eq!(p.planes_x16, 24, "4:2:0");
+    }
+
+    #[test]
+    fn every_prefix_asks_for_more_or_answers_the_same() {
+        let d = huge_progressive_header(3);
+        let full = probe(&d, true).unwrap().unwrap();
+        for n in 0..d.len() {
+            assert_eq!(probe(&d[..n], false).unwrap(), None, "prefix {n}");
+            assert_eq!(
+                probe(&d[..n], true).unwrap_err().status(),
+                422,
+                "prefix {n}"
+            );
+        }
+        assert_eq!(probe(&d, false).unwrap(), Some(full));
+    }
+
+    #[test]
+    fn unknown_and_empty_sources_are_422() {
+        assert_eq!(probe(b"", true).unwrap_err().status(), 422);
+        assert_eq!(
+            probe(b"<html>not an image", false).unwrap_err().status(),
+            422
+        );
+        assert_eq!(probe(b"RIFF\0\0\0\0WAVE", false).unwrap_err().status(), 422);
+        // Scan data before any frame header.
+        assert_eq!(
+            probe(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2], false)
+                .unwrap_err()
+                .status(),
+            422
+        );
+    }
+
+    #[test]
+    fn png_gif_webp_headers() {
+        let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        png.extend_from_slice(&300u32.to_be_bytes());
+        png.extend_from_slice(&200u32.to_be_bytes());
+        png.extend_from_slice(&[8, 6, 0, 0, 0]);
+        let p = probe(&png, false).unwrap().unwrap();
+        assert_eq!(
+            (p.format, p.width, p.height, p.alpha),
+            (SourceFormat::Png, 300, 200, true)
+        );
+        let gif = b"GIF89a\x2c\x01\xc8\x00";
+        let p = probe(gif, false).unwrap().unwrap();
+        assert_eq!((p.width, p.height), (300, 200));
+        let mut webp = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\x10\0\0\0".to_vec();
+        webp.extend_from_slice(&[0x2b, 0x01, 0x00, 0xc7, 0x00, 0x00]);
+        let p = probe(&webp, false).unwrap().unwrap();
+        assert_eq!(
+            (p.format, p.width, p.height, p.alpha),
+            (SourceFormat::Webp, 300, 200, true)
+        );
+    }
+
+    #[test]
+    fn big_endian_exif() {
+        let tiff = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x08\0\0";
+        assert_eq!(exif_orientation(tiff), Some(8));
+        assert_eq!(exif_orientation(b"MM\0*\0\0\xff\xff"), None);
+    }
+}

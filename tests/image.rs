@@ -1,0 +1,520 @@
+//! Recompression (issue 4) end to end: the real binary, real photos, real
+//! HTTP clients. Output is judged by decoding it and comparing with libvips'
+//! `vipsthumbnail` (PSNR); odd inputs come from tests/data/make-odd-images.sh.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{client, Sluice, TestOrigin};
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The odd-case images, generated once (needs imagemagick, libvips-tools,
+/// libjpeg-turbo-progs; see docs/ci-img.txt).
+fn odd_dir() -> PathBuf {
+    let dir = root().join("tests/data/odd");
+    if !dir.join("INDEX.txt").exists() {
+        let status = Command::new("bash")
+            .arg(root().join("tests/data/make-odd-images.sh"))
+            .arg(&dir)
+            .status()
+            .expect("run make-odd-images.sh");
+        assert!(status.success(), "make-odd-images.sh failed");
+    }
+    dir
+}
+
+/// Decode a PNG or JPEG into 8-bit RGB (independent decoders: png and
+/// jpeg-decoder; alpha is composited on white, as vipsthumbnail's flatten).
+fn rgb(data: &[u8]) -> (Vec<u8>, u32, u32) {
+    if data.starts_with(b"\x89PNG") {
+        let mut d = png::Decoder::new(std::io::Cursor::new(data));
+        d.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut r = d.read_info().expect("png header");
+        let mut buf = vec![0; r.output_buffer_size().expect("size")];
+        let info = r.next_frame(&mut buf).expect("png data");
+        let ch = info.color_type.samples();
+        let px = buf[..info.buffer_size()]
+            .chunks_exact(ch)
+            .flat_map(|p| {
+                let (c, a) = match ch {
+                    1 => ([p[0]; 3], 255),
+                    2 => ([p[0]; 3], p[1]),
+                    3 => ([p[0], p[1], p[2]], 255),
+                    _ => ([p[0], p[1], p[2]], p[3]),
+                };
+                c.map(|v| ((u32::from(v) * u32::from(a) + 255 * (255 - u32::from(a))) / 255) as u8)
+            })
+            .collect();
+        (px, info.width, info.height)
+    } else {
+        let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(data));
+        let px = d.decode().expect("jpeg data");
+        let info = d.info().expect("jpeg info");
+        let px = match info.pixel_format {
+            jpeg_decoder::PixelFormat::L8 => px.iter().flat_map(|&v| [v; 3]).collect(),
+            jpeg_decoder::PixelFormat::RGB24 => px,
+            other => panic!("unexpected {other:?}"),
+        };
+        (px, u32::from(info.width), u32::from(info.height))
+    }
+}
+
+/// PSNR over the common area (sizes may differ by a rounding pixel).
+fn psnr(a: &(Vec<u8>, u32, u32), b: &(Vec<u8>, u32, u32)) -> f64 {
+    let (w, h) = (a.1.min(b.1) as usize, a.2.min(b.2) as usize);
+    let mut se = 0f64;
+    for y in 0..h {
+        for x in 0..w * 3 {
+            let d =
+                f64::from(a.0[y * a.1 as usize * 3 + x]) - f64::from(b.0[y * b.1 as usize * 3 + x]);
+            se += d * d;
+        }
+    }
+    let mse = se / (w * h * 3) as f64;
+    if mse == 0.0 {
+        99.0
+    } else {
+        10.0 * (255.0 * 255.0 / mse).log10()
+    }
+}
+
+fn vipsthumbnail(file: &Path, width: u32) -> (Vec<u8>, u32, u32) {
+    let out = std::env::temp_dir().join(format!(
+        "sluice-vips-{}-{}.png",
+        std::process::id(),
+        file.file_name().unwrap().to_string_lossy()
+    ));
+    let status = Command::new("vipsthumbnail")
+        .arg(file)
+        .args(["--size", &format!("{width}x"), "-o"])
+        .arg(&out)
+        .status()
+        .expect("vipsthumbnail (libvips-tools)");
+    assert!(status.success());
+    let data = std::fs::read(&out).unwrap();
+    let _ = std::fs::remove_file(&out);
+    rgb(&data)
+}
+
+async fn get(url: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+    let r = client().get(url).send().await.expect("request");
+    let (s, h) = (r.status(), r.headers().clone());
+    (s, h, r.bytes().await.expect("body"))
+}
+
+/// Jobs the server logged as processed, once its log reader caught up with
+/// at least `expected` of them (or after 3 s).
+async fn processed_count(s: &Sluice, expected: usize) -> usize {
+    let count = || {
+        s.logs()
+            .iter()
+            .filter(|l| l.contains("image processed"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while count() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give a line that should not exist a moment to show up.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    count()
+}
+
+#[tokio::test]
+async fn real_photos_match_vipsthumbnail() {
+    let samples = root().join("samples");
+    let s = Sluice::start(&["--origin", samples.to_str().unwrap()]);
+    let mut scores = Vec::new();
+    for name in [
+        "dandelions.jpg",
+        "dogs-portrait.jpg",
+        "grace_hopper.jpg",
+        "picos-de-europa.jpg",
+        "rocket.jpg",
+        "sunset.jpg",
+        "chelsea.png",
+    ] {
+        let (status, headers, body) =
+            get(&s.url(&format!("/img/_/rs:fit:400:0/plain/{name}@png"))).await;
+        assert_eq!(status, 200, "{name}");
+        assert_eq!(headers["content-type"], "image/png");
+        let ours = rgb(&body);
+        let reference = vipsthumbnail(&samples.join(name), 400);
+        assert_eq!(ours.1, 400, "{name}");
+        assert!(
+            ours.2.abs_diff(reference.2) <= 1,
+            "{name}: {} vs {}",
+            ours.2,
+            reference.2
+        );
+        let db = psnr(&ours, &reference);
+        eprintln!("{name}: {db:.1} dB");
+        scores.push(db);
+        // The JPEG the server would send by default is close too.
+        let (status, headers, jpeg) =
+            get(&s.url(&format!("/img/_/rs:fit:400:0/q:90/plain/{name}@jpg"))).await;
+        assert_eq!(
+            (status, &headers["content-type"]),
+            (
+                StatusCode::OK,
+                &"image/jpeg".parse::<http::HeaderValue>().unwrap()
+            )
+        );
+        assert!(psnr(&rgb(&jpeg), &reference) > 30.0, "{name} as JPEG");
+    }
+    scores.sort_by(f64::total_cmp);
+    let median = scores[scores.len() / 2];
+    assert!(
+        median >= 40.0 && scores[0] >= 33.0,
+        "PSNR vs vipsthumbnail: {scores:?}"
+    );
+}
+
+#[tokio::test]
+async fn odd_inputs_get_an_image_or_a_clear_error_and_the_server_lives() {
+    let dir = odd_dir();
+    let s = Sluice::start(&["--origin", dir.to_str().unwrap()]);
+    let index = std::fs::read_to_string(dir.join("INDEX.txt")).unwrap();
+    for line in index.lines() {
+        let mut f = line.split('\t');
+        let (name, expect) = (f.next().unwrap(), f.next().unwrap());
+        let started = Instant::now();
+        let (status, headers, body) =
+            get(&s.url(&format!("/img/_/rs:fit:200:200/plain/{name}@png"))).await;
+        match expect {
+            "decode" => {
+                assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+                let (_, w, h) = rgb(&body);
+                assert!(w <= 200 && h <= 200 && w > 0 && h > 0, "{name}: {w}x{h}");
+            }
+            "reject" => {
+                assert!(
+                    status.is_client_error() || status.is_server_error(),
+                    "{name}: {status}"
+                );
+                assert_eq!(
+                    headers["content-type"], "text/plain; charset=utf-8",
+                    "{name}"
+                );
+                assert!(!body.is_empty(), "{name}: a reason");
+                eprintln!("{name}: {status} {}", String::from_utf8_lossy(&body).trim());
+            }
+            _ => assert!(
+                status == 200 || status.is_client_error(),
+                "{name}: {status}"
+            ),
+        }
+        if name.starts_with("huge-dims") {
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{name} took {:?}",
+                started.elapsed()
+            );
+        }
+    }
+    // Every EXIF orientation comes out upright: like orientation 1.
+    let (_, _, upright) = get(&s.url("/img/_/w:200/plain/orient-1.jpg@png")).await;
+    let upright = rgb(&upright);
+    assert_eq!((upright.1, upright.2), (200, 150));
+    for o in 2..=8 {
+        let (status, _, body) =
+            get(&s.url(&format!("/img/_/w:200/plain/orient-{o}.jpg@png"))).await;
+        assert_eq!(status, 200);
+        let img = rgb(&body);
+        assert_eq!((img.1, img.2), (200, 150), "orientation {o}");
+        let db = psnr(&img, &upright);
+        assert!(
+            db > 30.0,
+            "orientation {o}: {db:.1} dB against orientation 1"
+        );
+    }
+    // CMYK (inverted, as Photoshop writes it) comes out in the right colours:
+    // close to the RGB original it was made from.
+    let (_, _, rgb_base) = get(&s.url("/img/_/w:200/plain/ycc-420.jpg@png")).await;
+    let (_, _, cmyk) = get(&s.url("/img/_/w:200/plain/cmyk.jpg@png")).await;
+    let db = psnr(&rgb(&cmyk), &rgb(&rgb_base));
+    assert!(db > 30.0, "CMYK vs RGB original: {db:.1} dB");
+    let (status, _, _) = get(&s.url("/healthz")).await;
+    assert_eq!(status, 200);
+    // A 65500x65500 header cost nothing: no pixel buffer for it.
+    assert!(
+        s.peak_rss() < 150 << 20,
+        "peak RSS {} MiB",
+        s.peak_rss() >> 20
+    );
+}
+
+#[tokio::test]
+async fn options_signature_and_sign_subcommand() {
+    let samples = root().join("samples");
+    let key = "736563726574";
+    let salt = "68656C6C6F";
+    let s = Sluice::start(&[
+        "--origin",
+        samples.to_str().unwrap(),
+        "--key",
+        key,
+        "--salt",
+        salt,
+        "--img-prefix",
+        "/thumbs",
+    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "sign",
+            "--key",
+            key,
+            "--salt",
+            salt,
+            "/rs:fill:100:100/plain/rocket.jpg",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let signed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (status, headers, body) = get(&s.url(&format!("/thumbs{signed}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(rgb(&body).1, 100);
+    assert!(headers["etag"].to_str().unwrap().starts_with("\"sl-"));
+    // Tampered path, insecure signature: 403.
+    let tampered = signed.replace("100:100", "101:100");
+    assert_eq!(get(&s.url(&format!("/thumbs{tampered}"))).await.0, 403);
+    assert_eq!(
+        get(&s.url("/thumbs/insecure/w:10/plain/rocket.jpg"))
+            .await
+            .0,
+        403
+    );
+    // Unknown option: 400 naming it (signature checked first, so sign it).
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "sign",
+            "--key",
+            key,
+            "--salt",
+            salt,
+            "/sharpen:2/plain/rocket.jpg",
+        ])
+        .output()
+        .unwrap();
+    let signed = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let (status, _, body) = get(&s.url(&format!("/thumbs{signed}"))).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("sharpen"));
+}
+
+#[tokio::test]
+async fn limits_refuse_early() {
+    let samples = root().join("samples");
+    let s = Sluice::start(&[
+        "--origin",
+        samples.to_str().unwrap(),
+        "--max-src-bytes",
+        "400KiB",
+        "--max-src-pixels",
+        "1000000",
+    ]);
+    // 487 KiB file: 413 from Content-Length.
+    assert_eq!(
+        get(&s.url("/img/_/w:100/plain/picos-de-europa.jpg"))
+            .await
+            .0,
+        413
+    );
+    // 2048x1365 = 2.8 MP: 422 from the header.
+    let (status, _, body) = get(&s.url("/img/_/w:100/plain/sunset.jpg")).await;
+    assert_eq!(status, 422);
+    assert!(String::from_utf8_lossy(&body).contains("2048x1365"));
+    // Within both limits: fine.
+    assert_eq!(get(&s.url("/img/_/w:100/plain/rocket.jpg")).await.0, 200);
+}
+
+#[tokio::test]
+async fn full_queue_is_429_and_a_stalled_job_is_503() {
+    let origin = TestOrigin::start().await;
+    let allowed = format!("{}/", origin.url());
+    let s = Sluice::start(&[
+        "--allowed-source",
+        &allowed,
+        "--workers",
+        "1",
+        "--queue-size",
+        "0",
+        "--processing-timeout",
+        "1500ms",
+    ]);
+    // The origin never answers: the first request holds the only slot.
+    let stalled = s.url(&format!("/img/_/w:10/plain/{}stall-headers", allowed));
+    let first = tokio::spawn(async move { get(&stalled).await.0 });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    let second = get(&s.url(&format!("/img/_/w:20/plain/{}stall-headers", allowed)))
+        .await
+        .0;
+    assert_eq!(second, 429);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(first.await.unwrap(), 503);
+    // The slot is free again once the stalled job was abandoned.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, _, _) = get(&s.url(&format!("/img/_/w:20/plain/{}status/404", allowed))).await;
+    assert_eq!(status, 404);
+    // Foreign URLs are refused.
+    assert_eq!(
+        get(&s.url("/img/_/w:20/plain/http://elsewhere.example/a.jpg"))
+            .await
+            .0,
+        403
+    );
+}
+
+#[tokio::test]
+async fn revalidation_is_answered_from_the_origin_304_without_processing() {
+    let samples = root().join("samples");
+    let s = Sluice::start(&["--origin", samples.to_str().unwrap(), "--ttl", "600s"]);
+    let url = s.url("/img/_/rs:fit:300:300/plain/dandelions.jpg");
+    let (status, headers, _) = get(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "public, max-age=600");
+    let etag = headers["etag"].clone();
+    assert_eq!(processed_count(&s, 1).await, 1);
+    let r = client()
+        .get(&url)
+        .header("if-none-match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], etag);
+    assert_eq!(processed_count(&s, 1).await, 1, "a 304 must not process");
+    // Other options: the tag does not match, so it is processed.
+    let other = s.url("/img/_/rs:fit:301:300/plain/dandelions.jpg");
+    let r = client()
+        .get(&other)
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn format_follows_accept_with_vary() {
+    let samples = root().join("samples");
+    let s = Sluice::start(&["--origin", samples.to_str().unwrap()]);
+    let url = s.url("/img/_/w:100/plain/chelsea.png");
+    let r = client()
+        .get(&url)
+        .header("accept", "image/webp,*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "image/webp");
+    assert_eq!(r.headers()["vary"], "Accept");
+    let r = client()
+        .get(&url)
+        .header("accept", "image/png")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let r = client()
+        .get(s.url("/img/_/w:100/f:jpg/fn:kitty/att:1/plain/chelsea.png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "image/jpeg");
+    assert!(r.headers().get("vary").is_none());
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"kitty.jpg\""
+    );
+}
+
+/// A file origin that serves `samples/` slowly and counts requests, so
+/// identical concurrent requests overlap.
+async fn slow_file_origin(dir: PathBuf, hits: Arc<AtomicUsize>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (dir, hits) = (dir.clone(), hits.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let (dir, hits) = (dir.clone(), hits.clone());
+                    async move {
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        let name = req.uri().path().trim_start_matches('/').to_string();
+                        let data = std::fs::read(dir.join(&name)).unwrap_or_default();
+                        let len = data.len();
+                        let chunks: Vec<Bytes> =
+                            data.chunks(16 * 1024).map(Bytes::copy_from_slice).collect();
+                        let stream =
+                            futures_util::stream::unfold(chunks.into_iter(), |mut it| async move {
+                                tokio::time::sleep(Duration::from_millis(40)).await;
+                                it.next().map(|c| {
+                                    (Ok::<_, std::convert::Infallible>(Frame::data(c)), it)
+                                })
+                            });
+                        let body: BoxBody<Bytes, std::convert::Infallible> = if len == 0 {
+                            Full::new(Bytes::new()).boxed()
+                        } else {
+                            StreamBody::new(stream).boxed()
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            Response::builder()
+                                .header("content-length", len)
+                                .body(body)
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn identical_concurrent_requests_are_computed_once() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let addr = slow_file_origin(root().join("samples"), hits.clone()).await;
+    let s = Sluice::start(&["--origin", &format!("http://{addr}")]);
+    let url = s.url("/img/_/rs:fill:120:120/plain/sunset.jpg");
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { get(&url).await }
+            })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, _, body) = t.await.unwrap();
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(hits.load(Ordering::SeqCst), 1, "one origin fetch");
+    assert_eq!(processed_count(&s, 1).await, 1, "one processing");
+}
