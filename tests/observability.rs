@@ -589,3 +589,57 @@ async fn a_heap_profile_from_a_running_server_reads_in_go_tool_pprof() {
         0.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zip_and_processing_metrics_follow_their_routes() {
+    // The bundled samples are the origin: real photos for both routes.
+    let sluice = Sluice::start(&[]);
+    let manifest = r#"{"name": "m.zip", "entries": [
+        {"source": "rocket.jpg"}, {"source": "sunset.jpg"}, {"source": "missing.jpg"}]}"#;
+    let r = client()
+        .post(sluice.url("/zip"))
+        .body(manifest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let zip_len = r.bytes().await.unwrap().len();
+    assert!(zip_len > 100_000);
+    let rocket = std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/rocket.jpg"))
+        .unwrap()
+        .len();
+    let sunset = std::fs::metadata(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/sunset.jpg"))
+        .unwrap()
+        .len();
+    let s = scrape_until(&sluice, "a finished archive", |s| {
+        s.get("sluice_zip_archives_total", &[("outcome", "complete")]) == 1.0
+    })
+    .await;
+    assert_eq!(
+        s.get("sluice_zip_entries_total", &[("outcome", "written")]),
+        2.0
+    );
+    assert_eq!(
+        s.get("sluice_zip_entries_total", &[("outcome", "failed")]),
+        1.0
+    );
+    assert_eq!(
+        s.get("sluice_zip_entry_bytes_total", &[]),
+        (rocket + sunset) as f64
+    );
+    assert_eq!(s.get("sluice_zip_archives_in_flight", &[]), 0.0);
+
+    let r = client()
+        .get(sluice.url("/img/insecure/rs:fit:200:200/plain/rocket.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let s = scrape_until(&sluice, "a processed image", |s| {
+        s.get("sluice_processing_jobs_total", &[("outcome", "ok")]) == 1.0
+    })
+    .await;
+    assert_eq!(s.get("sluice_processing_duration_seconds_count", &[]), 1.0);
+    assert_eq!(s.get("sluice_processing_queue_length", &[]), 0.0);
+}

@@ -185,13 +185,17 @@ async fn a_refused_origin_is_502_and_a_silent_one_is_504() {
     assert_eq!(r.status(), 504);
     assert!(r.text().await.unwrap().contains("no response headers"));
     assert!(started.elapsed() < Duration::from_secs(10));
-    // The log line for a failed request carries its request id.
-    let logs = sluice.logs();
-    assert!(
-        logs.iter()
-            .any(|l| l.contains("request failed") && l.contains("request_id")),
-        "{logs:?}"
-    );
+    // The log line for a failed request carries its request id (the
+    // harness reads stdout on its own thread, so give it a moment).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sluice
+        .logs()
+        .iter()
+        .any(|l| l.contains("request failed") && l.contains("request_id"))
+    {
+        assert!(Instant::now() < deadline, "{:?}", sluice.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,6 +81,7 @@ impl WorkerPool {
     /// Take a slot now, or 429.
     pub fn admit(&self) -> Result<Admission> {
         let permit = self.inner.slots.clone().try_acquire_owned().map_err(|_| {
+            crate::metrics::processing::rejected();
             Error::new(
                 Kind::TooManyRequests,
                 format!(
@@ -112,7 +113,9 @@ impl Admission {
     {
         let (tx, rx) = oneshot::channel();
         let permit = self.permit;
+        let queued = crate::metrics::processing::enqueued();
         let task: Task = Box::new(move || {
+            let running = queued.started();
             let outcome = catch_unwind(AssertUnwindSafe(job)).unwrap_or_else(|panic| {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -125,6 +128,10 @@ impl Admission {
                     "image could not be processed (decoder failed)",
                 ))
             });
+            match &outcome {
+                Ok(_) => running.succeeded(),
+                Err(e) => running.failed(e),
+            }
             drop(permit);
             let _ = tx.send(outcome);
         });

@@ -30,6 +30,7 @@ use super::writer::{self, DosDateTime, EntrySpec, Method, Sizes, ZipWriter};
 use crate::body::Body;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, Kind, Result};
+use crate::metrics;
 use crate::origin::Origin;
 
 /// Name of the entry that lists skipped entries.
@@ -73,15 +74,21 @@ impl Download {
     pub fn into_body(self) -> Body {
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(BODY_QUEUE);
         tokio::spawn(async move {
+            // Dropped unfinished (the client left) counts as client_gone.
+            let archive = metrics::zip::Archive::start();
             let outcome = tokio::select! {
                 r = self.produce(&tx) => r,
                 // The client went away: dropping `produce` drops the
                 // scheduler, which aborts every origin fetch.
                 _ = tx.closed() => return,
             };
-            if let Err(e) = outcome {
-                if e.kind != Kind::ClientGone {
-                    let _ = tx.send(Err(e)).await;
+            match outcome {
+                Ok(()) => archive.finish(crate::body::Outcome::Complete),
+                Err(e) => {
+                    archive.fail(&e);
+                    if e.kind != Kind::ClientGone {
+                        let _ = tx.send(Err(e)).await;
+                    }
                 }
             }
         });
@@ -205,6 +212,7 @@ async fn streaming(
                     return Err(entry_error(entry, &e));
                 }
                 tracing::info!(entry = %entry.name, error = %e, "zip entry skipped");
+                metrics::zip::entry_failed(&e);
                 skipped.push((i, e.reason.into_owned()));
             }
         }
@@ -303,11 +311,14 @@ async fn write_streamed(
     };
     let (header, mut out) = writer.begin_entry(spec)?;
     sink.emit(header).await?;
+    let mut uncompressed = 0u64;
     if let Some(chunk) = first {
+        uncompressed += chunk.len() as u64;
         let bytes = out.write(chunk).map_err(|e| entry_error(entry, &e))?;
         sink.emit(bytes).await?;
         while let Some(chunk) = opened.chunks.recv().await {
             let chunk = chunk.map_err(|e| entry_error(entry, &e))?;
+            uncompressed += chunk.len() as u64;
             let bytes = out.write(chunk).map_err(|e| entry_error(entry, &e))?;
             if !bytes.is_empty() {
                 sink.emit(bytes).await?;
@@ -319,6 +330,7 @@ async fn write_streamed(
         .finish_entry(out)
         .map_err(|e| entry_error(entry, &e))?;
     sink.emit(tail).await?;
+    metrics::zip::entry_written(uncompressed);
     Ok(Written::Done)
 }
 
@@ -424,6 +436,9 @@ async fn known_size(
                 .map_err(|e| entry_error(entry, &e))?,
         )
         .await?;
+        if let Some((a, b)) = part {
+            metrics::zip::entry_written(b - a + 1);
+        }
         if sink.past_range() {
             return Ok(());
         }
