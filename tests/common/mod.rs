@@ -518,27 +518,7 @@ fn bytes_response(
             .insert("etag", HeaderValue::from_str(&etag).unwrap());
         return r;
     }
-    let if_range_ok = h
-        .get("if-range")
-        .is_none_or(|v| v.to_str().ok() == Some(etag.as_str()));
-    let range = h
-        .get("range")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(a, b)| {
-            let a: u64 = a.parse().ok()?;
-            let b: u64 = if b.is_empty() {
-                n.checked_sub(1)?
-            } else {
-                b.parse().ok()?
-            };
-            (a <= b && b < n).then_some((a, b))
-        });
-    let (status, start, len) = match range {
-        Some((a, b)) if if_range_ok => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-        _ => (StatusCode::OK, 0, n),
-    };
+    let (status, start, len) = served_range(h, &etag, n);
     let body = generated(start, len, 64 * 1024, Duration::ZERO, None, state);
     let mut r = with_len(Response::new(body), len);
     *r.status_mut() = status;
@@ -561,6 +541,33 @@ fn bytes_response(
         );
     }
     r
+}
+
+/// What a simple test origin serves for a body of `n` bytes with `etag`:
+/// (status, first byte, length), honouring `Range: bytes=a-b` / `bytes=a-`
+/// and `If-Range`.
+pub fn served_range(h: &http::HeaderMap, etag: &str, n: u64) -> (StatusCode, u64, u64) {
+    let if_range_ok = h
+        .get("if-range")
+        .is_none_or(|v| v.to_str().ok() == Some(etag));
+    let range = h
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| {
+            let a: u64 = a.parse().ok()?;
+            let b: u64 = if b.is_empty() {
+                n.checked_sub(1)?
+            } else {
+                b.parse().ok()?
+            };
+            (a <= b && b < n).then_some((a, b))
+        });
+    match range {
+        Some((a, b)) if if_range_ok => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        _ => (StatusCode::OK, 0, n),
+    }
 }
 
 fn text_response(n: usize, q: &HashMap<String, String>) -> Response<OriginBody> {

@@ -256,27 +256,7 @@ fn ranged(
     live: Arc<AtomicUsize>,
 ) -> Response<Body> {
     let etag = format!("\"v{n}\"");
-    let if_range_ok = h
-        .get("if-range")
-        .is_none_or(|v| v.to_str().ok() == Some(etag.as_str()));
-    let range = h
-        .get("range")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(a, b)| {
-            let a: u64 = a.parse().ok()?;
-            let b: u64 = if b.is_empty() {
-                n.checked_sub(1)?
-            } else {
-                b.parse().ok()?
-            };
-            (a <= b && b < n).then_some((a, b))
-        });
-    let (status, start, len) = match range {
-        Some((a, b)) if if_range_ok => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
-        _ => (StatusCode::OK, 0, n),
-    };
+    let (status, start, len) = crate::common::served_range(h, &etag, n);
     let body = stream(start, len, gen, fail_at, Duration::ZERO, CHUNK, live);
     let mut r = Response::new(body);
     *r.status_mut() = status;
