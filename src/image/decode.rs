@@ -2,7 +2,7 @@
 //! RGB or RGBA), shrinking JPEGs on load when the output is much smaller.
 //!
 //! JPEG decoder choice, by measurement (examples/jpeg_decoders.rs, numbers in
-//! docs/readme-img.md): jpeg-decoder's DCT-domain `scale` decodes an 18 MP
+//! the README, Recompression): jpeg-decoder's DCT-domain `scale` decodes an 18 MP
 //! baseline JPEG to 1/4 size with ~5x less memory and ~4x less CPU than
 //! zune-jpeg's full-size decode; at full size zune-jpeg is faster and leaner.
 //! So: jpeg-decoder when we can shrink by 2 or more (by 4 or more for

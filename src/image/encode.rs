@@ -1,6 +1,6 @@
 //! Encoding a bitmap: JPEG (jpeg-encoder: baseline or progressive, 4:2:0
 //! below quality 90, 4:4:4 from 90 up), PNG (png) and WebP (image-webp,
-//! which encodes lossless only; see docs/readme-img.md for why lossy WebP
+//! which encodes lossless only; see the README (Recompression, "Why WebP is lossless-only") for why lossy WebP
 //! via libwebp is not built in). The ICC profile is embedded when given.
 
 use super::decode::Bitmap;

@@ -1,7 +1,8 @@
 //! How many bytes one job will hold at its peak, from the header alone.
 //!
-//! Conservative sums of the buffers each stage allocates (measured against
-//! VmHWM in tests/image_memory.rs and docs/readme-img.md): the decoder's
+//! Conservative sums of the buffers each stage allocates (a reasoned upper
+//! bound, not yet calibrated stage by stage; tests/image.rs only asserts an
+//! overall VmHWM ceiling over the odd-image matrix): the decoder's
 //! output (and a progressive JPEG's full-size coefficients), the resizer's
 //! intermediate (source width x output height) and output, the oriented
 //! and flattened copies, and the encoder's working set and output. The
