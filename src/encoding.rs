@@ -9,7 +9,12 @@
 //!
 //! A transformed response drops Content-Length and Accept-Ranges, weakens the
 //! ETag (`W/`), and every compressible response gets `Vary: Accept-Encoding`.
-//! Memory per stream is the codec's window plus one chunk.
+//!
+//! Memory: a codec's window and tables are held for the whole stream, so each
+//! transform reserves [`Coding::encoder_bytes`] or [`Coding::decoder_bytes`]
+//! from the memory budget first. When the budget has no room, compression is
+//! skipped (identity is always correct) and a needed decode answers 503. The
+//! zstd decoder's window is capped so a hostile frame cannot ask for more.
 
 use std::io;
 
@@ -26,10 +31,15 @@ use tokio::io::{AsyncBufRead, BufReader};
 use tokio_util::io::StreamReader;
 
 use crate::body::{self, Body};
-use crate::error::Error;
+use crate::budget::{MemoryBudget, Reservation};
+use crate::error::{Error, Kind};
 
 /// Bodies shorter than this are not worth compressing (the framing costs more).
 const MIN_COMPRESS_LEN: u64 = 256;
+
+/// Largest zstd window accepted from an origin (8 MiB; zstd's default
+/// limit is 128 MiB). Frames that need more fail as a corrupt body.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// The content codings sluice can produce or remove.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +57,30 @@ impl Coding {
             Coding::Zstd => "zstd",
             Coding::Gzip => "gzip",
             Coding::Deflate => "deflate",
+        }
+    }
+
+    /// Upper bound of what the encoder holds at the levels used below, plus
+    /// the two 64 KiB chunk buffers of [`transcode`]. Derived from each
+    /// codec's documented parameters (zlib level 6: 128 KiB window + 256 KiB
+    /// hash; brotli q4 lgwin 22: 4 MiB ring buffer + hash tables; zstd level 3
+    /// windowLog 21: 2 MiB + tables), not measured stage by stage.
+    pub fn encoder_bytes(self) -> u64 {
+        match self {
+            Coding::Gzip | Coding::Deflate => 512 << 10,
+            Coding::Br => 8 << 20,
+            Coding::Zstd => 4 << 20,
+        }
+    }
+
+    /// Upper bound of what the decoder holds: zlib's 32 KiB window, brotli's
+    /// largest window (16 MiB at lgwin 24), zstd's window capped at
+    /// 2^[`ZSTD_WINDOW_LOG_MAX`]; plus the chunk buffers.
+    pub fn decoder_bytes(self) -> u64 {
+        match self {
+            Coding::Gzip | Coding::Deflate => 256 << 10,
+            Coding::Br => 17 << 20,
+            Coding::Zstd => (1 << ZSTD_WINDOW_LOG_MAX) + (1 << 20),
         }
     }
 
@@ -142,19 +176,21 @@ pub fn is_compressible(content_type: &str) -> bool {
 
 /// Rewrite a 200 response for the client's accepted codings. `head` skips
 /// the body transformation (there is no body) but keeps the headers true.
+/// Codec memory is reserved from `budget` (see the module docs).
 pub fn negotiate(
     status: StatusCode,
     accept: &AcceptEncoding,
     headers: &mut HeaderMap,
     body: Body,
     head: bool,
-) -> Body {
+    budget: &MemoryBudget,
+) -> Result<Body, Error> {
     let compressible = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(is_compressible);
     if status != StatusCode::OK {
-        return body;
+        return Ok(body);
     }
     if compressible {
         add_vary_accept_encoding(headers);
@@ -165,7 +201,7 @@ pub fn negotiate(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("no-transform"));
     if no_transform {
-        return body;
+        return Ok(body);
     }
 
     let mut body = body;
@@ -181,13 +217,23 @@ pub fn negotiate(
             match known {
                 Some(c) if !accept.accepts(c) => {
                     if !head {
-                        body = transcode(body, |r| decoder(c, r));
+                        let held = budget
+                            .try_reserve(c.decoder_bytes())
+                            .ok()
+                            .flatten()
+                            .ok_or_else(|| {
+                                Error::new(
+                                    Kind::Unavailable,
+                                    "no memory free to decode the origin's content coding; retry",
+                                )
+                            })?;
+                        body = transcode(body, |r| decoder(c, r), held);
                     }
                     headers.remove(CONTENT_ENCODING);
                     changed = true;
                 }
                 // The client takes it as it is, or we cannot decode it.
-                _ => return body,
+                _ => return Ok(body),
             }
         }
     }
@@ -199,11 +245,19 @@ pub fn negotiate(
         .is_some_and(|len| len < MIN_COMPRESS_LEN);
     if compressible && (changed || !too_small) {
         if let Some(c) = accept.preferred() {
-            if !head {
-                body = transcode(body, |r| encoder(c, r));
+            // HEAD holds nothing; a GET compresses only with room in the budget.
+            let held = if head {
+                None
+            } else {
+                budget.try_reserve(c.encoder_bytes()).ok().flatten()
+            };
+            if head || held.is_some() {
+                if let Some(held) = held {
+                    body = transcode(body, |r| encoder(c, r), held);
+                }
+                headers.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
+                changed = true;
             }
-            headers.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
-            changed = true;
         }
     }
 
@@ -212,7 +266,7 @@ pub fn negotiate(
         headers.remove(ACCEPT_RANGES);
         weaken_etag(headers);
     }
-    body
+    Ok(body)
 }
 
 type Reader = Box<dyn AsyncBufRead + Send + Unpin>;
@@ -221,7 +275,14 @@ type Codec = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 fn decoder(c: Coding, r: Reader) -> Codec {
     match c {
         Coding::Br => Box::new(codec::BrotliDecoder::new(r)),
-        Coding::Zstd => Box::new(codec::ZstdDecoder::new(r)),
+        Coding::Zstd => Box::new(codec::ZstdDecoder::with_params(
+            r,
+            &[
+                async_compression::codecs::zstd::params::DParameter::window_log_max(
+                    ZSTD_WINDOW_LOG_MAX,
+                ),
+            ],
+        )),
         Coding::Gzip => Box::new(codec::GzipDecoder::new(r)),
         Coding::Deflate => Box::new(codec::ZlibDecoder::new(r)),
     }
@@ -238,9 +299,13 @@ fn encoder(c: Coding, r: Reader) -> Codec {
     }
 }
 
-/// Run a body through a streaming codec, chunk by chunk.
-fn transcode(body: Body, codec: impl FnOnce(Reader) -> Codec) -> Body {
-    let stream = BodyDataStream::new(body).map_err(io::Error::other);
+/// Run a body through a streaming codec, chunk by chunk. `held` is the
+/// codec's reservation; it lives as long as the stream does.
+fn transcode(body: Body, codec: impl FnOnce(Reader) -> Codec, held: Reservation) -> Body {
+    let stream = BodyDataStream::new(body).map_err(move |e| {
+        let _ = &held;
+        io::Error::other(e)
+    });
     let reader: Reader = Box::new(BufReader::with_capacity(
         body::CHUNK_SIZE,
         StreamReader::new(stream),

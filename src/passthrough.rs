@@ -64,7 +64,8 @@ pub async fn serve<B>(
         &mut headers,
         upstream.body,
         method == Method::HEAD,
-    );
+        &state.budget,
+    )?;
     let mut response = Response::new(body);
     *response.status_mut() = upstream.status;
     *response.headers_mut() = headers;

@@ -119,3 +119,40 @@ async fn an_encoding_the_client_refuses_is_decoded_or_transcoded() {
     let body = r.bytes().await.unwrap();
     assert_eq!(decode("gzip", &body).await, expected_text(200000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codec_memory_comes_from_the_budget() {
+    let origin = TestOrigin::start().await;
+    let c = client();
+    // 1 MiB: room for a gzip encoder (512 KiB), none for brotli (8 MiB).
+    let small = Sluice::start(&["--origin", &origin.url(), "--memory-budget", "1MiB"]);
+    let r = c
+        .get(small.url("/text/300000"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("content-encoding"));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), expected_text(300000));
+    let r = c
+        .get(small.url("/text/300000"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let body = r.bytes().await.unwrap();
+    assert_eq!(decode("gzip", &body).await, expected_text(300000));
+
+    // 128 KiB: no room even to decode gzip for a client that refuses it.
+    let tiny = Sluice::start(&["--origin", &origin.url(), "--memory-budget", "128KiB"]);
+    let r = c
+        .get(tiny.url("/text/200000?encoding=gzip"))
+        .header("accept-encoding", "identity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("no memory free"));
+}
