@@ -1,7 +1,7 @@
 //! Encoding a bitmap: JPEG (jpeg-encoder: baseline or progressive, 4:2:0
-//! below quality 90, 4:4:4 from 90 up), PNG (png) and WebP (image-webp,
-//! which encodes lossless only; see the README (Recompression, "Why WebP is lossless-only") for why lossy WebP
-//! via libwebp is not built in). The ICC profile is embedded when given.
+//! below quality 90, 4:4:4 from 90 up), PNG (png) and WebP (lossy, at the
+//! same quality scale as JPEG, through libwebp: see [`super::webp_lossy`]).
+//! The ICC profile is embedded when given.
 
 use super::decode::Bitmap;
 use super::options::OutputFormat;
@@ -27,7 +27,7 @@ pub fn encode(
     match format {
         OutputFormat::Jpeg => jpeg(b, s, icc, &mut out)?,
         OutputFormat::Png => png(b, icc, &mut out)?,
-        OutputFormat::Webp => webp(b, icc, &mut out)?,
+        OutputFormat::Webp => out = super::webp_lossy::encode(b, s.quality, icc)?,
     }
     Ok(out)
 }
@@ -75,20 +75,4 @@ fn png(b: &Bitmap, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
     w.write_image_data(&b.pixels)
         .map_err(|e| failed("PNG", e))?;
     w.finish().map_err(|e| failed("PNG", e))
-}
-
-fn webp(b: &Bitmap, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
-    use image_webp::{ColorType, WebPEncoder};
-    let color = match b.channels {
-        1 => ColorType::L8,
-        2 => ColorType::La8,
-        3 => ColorType::Rgb8,
-        _ => ColorType::Rgba8,
-    };
-    let mut e = WebPEncoder::new(out);
-    if let Some(icc) = icc {
-        e.set_icc_profile(icc.to_vec());
-    }
-    e.encode(&b.pixels, b.width, b.height, color)
-        .map_err(|e| failed("WebP", e))
 }

@@ -37,9 +37,9 @@ pub struct Defaults {
 /// one chosen from `Accept`. Returns whether the choice depended on
 /// `Accept` (then the response needs `Vary: Accept`).
 ///
-/// WebP is chosen from `Accept` only for sources where lossless WebP is the
-/// natural fit (PNG, GIF, WebP, or any image with alpha): sluice encodes
-/// WebP lossless only, which would make photos larger than JPEG.
+/// As imgproxy does with WebP detection on, WebP (lossy, with alpha where
+/// the source has it) wins whenever `Accept` allows it; otherwise PNG for
+/// sources with alpha or from PNG/GIF, and JPEG for the rest.
 pub fn choose_format(
     requested: Option<OutputFormat>,
     accept: Option<&str>,
@@ -52,8 +52,7 @@ pub fn choose_format(
         a.split(',')
             .any(|t| t.split(';').next().map(str::trim) == Some("image/webp") && !t.contains("q=0"))
     });
-    let lossless_source = source.alpha || source.format != SourceFormat::Jpeg;
-    let format = if accepts_webp && lossless_source {
+    let format = if accepts_webp {
         OutputFormat::Webp
     } else if source.alpha || matches!(source.format, SourceFormat::Png | SourceFormat::Gif) {
         OutputFormat::Png
