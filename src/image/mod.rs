@@ -39,4 +39,5 @@ pub mod pipeline;
 pub mod probe;
 pub mod resize;
 pub mod service;
+pub mod variants;
 pub mod workers;
