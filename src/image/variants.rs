@@ -77,19 +77,13 @@ impl ImageService {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let input = input::read(
-            response.body,
-            content_length,
-            &self.limits,
-            budget,
-            |p| {
-                let plans: Vec<_> = specs
-                    .iter()
-                    .map(|s| plan(p.width, p.height, p.orientation, &s.options))
-                    .collect();
-                Ok(variants_job_bytes(p, &plans))
-            },
-        )
+        let input = input::read(response.body, content_length, &self.limits, budget, |p| {
+            let plans: Vec<_> = specs
+                .iter()
+                .map(|s| plan(p.width, p.height, p.orientation, &s.options))
+                .collect();
+            Ok(variants_job_bytes(p, &plans))
+        })
         .await?;
         let jobs: Vec<(Options, OutputFormat)> = specs
             .iter()

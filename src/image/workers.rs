@@ -204,7 +204,8 @@ mod tests {
         let held = pool.admit().unwrap();
         assert_eq!(pool.admit().err().unwrap().status(), 429);
         let p = pool.clone();
-        let waiter = tokio::spawn(async move { p.admit_waiting().await.unwrap().run(|| Ok(5)).await });
+        let waiter =
+            tokio::spawn(async move { p.admit_waiting().await.unwrap().run(|| Ok(5)).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiter.is_finished(), "waits while the only slot is taken");
         drop(held);

@@ -262,11 +262,10 @@ fn processed_entries(
         (None, None) => unreachable!("checked by the caller"),
     };
     for (name, options_text, at) in wanted {
-        let options = Options::parse(
-            options_text.split('/').filter(|s| !s.is_empty()),
-            presets,
-        )
-        .map_err(|err| unprocessable(format!("{at}: options {options_text:?}: {}", err.reason)))?;
+        let options = Options::parse(options_text.split('/').filter(|s| !s.is_empty()), presets)
+            .map_err(|err| {
+                unprocessable(format!("{at}: options {options_text:?}: {}", err.reason))
+            })?;
         let (requested, format) = match name {
             Some(name) => {
                 let format = options.format.or_else(|| format_of_name(&name));
@@ -637,7 +636,9 @@ mod tests {
             assert_eq!(e.status(), 422, "{}", e.reason);
             e.reason.into_owned()
         };
-        let r = reason(r#"{"entries": [{"source": "a.jpg"}, {"source": "b.jpg", "options": "rs:fit:10/bogus:1"}]}"#);
+        let r = reason(
+            r#"{"entries": [{"source": "a.jpg"}, {"source": "b.jpg", "options": "rs:fit:10/bogus:1"}]}"#,
+        );
         assert!(r.contains("entry 1") && r.contains("bogus"), "{r}");
         let r = reason(
             r#"{"entries": [{"source": "b.jpg", "variants": [{"name": "x.jpg", "options": "w:1"}, {"name": "y.jpg", "options": "q:500"}]}]}"#,
@@ -649,7 +650,8 @@ mod tests {
         assert!(r.contains("not both"), "{r}");
         let r = reason(r#"{"entries": [{"source": "b.jpg", "options": "w:1", "size": 10}]}"#);
         assert!(r.contains("size/crc32"), "{r}");
-        let r = reason(r#"{"entries": [{"source": "b.jpg", "options": "w:1", "crc32": "0000abcd"}]}"#);
+        let r =
+            reason(r#"{"entries": [{"source": "b.jpg", "options": "w:1", "crc32": "0000abcd"}]}"#);
         assert!(r.contains("size/crc32"), "{r}");
         let r = reason(r#"{"entries": [{"source": "b.jpg", "variants": [{"options": "w:1"}]}]}"#);
         assert!(r.contains("name"), "{r}");
@@ -657,7 +659,9 @@ mod tests {
         assert!(r.contains("empty"), "{r}");
         let r = reason(r#"{"entries": [{"source": "noext", "options": "w:1"}]}"#);
         assert!(r.contains("output format"), "{r}");
-        reason(r#"{"entries": [{"source": "b.jpg", "variants": [{"name": "x.jpg", "options": "w:1", "size": 3}]}]}"#);
+        reason(
+            r#"{"entries": [{"source": "b.jpg", "variants": [{"name": "x.jpg", "options": "w:1", "size": 3}]}]}"#,
+        );
         reason(r#"{"entries": [{"source": "b.jpg", "options": 5}]}"#);
         let many = format!(
             r#"{{"entries": [{{"source": "a.jpg", "variants": [{}]}}]}}"#,
