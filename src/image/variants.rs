@@ -9,8 +9,10 @@
 //! encoded outputs, each holding its own share of the job's reservation
 //! until the archive has written it and drops it.
 //!
-//! Unlike `/img`, a full pool queue is waited for (a zip already under way
-//! must not fail because the queue is momentarily full), and there is no
+//! As in `/img`, the pool slot is taken before the fetch and held until the
+//! job ends (so slot-then-memory is the one lock order). Unlike `/img`, a
+//! full pool queue is waited for (a zip already under way must not fail
+//! because the queue is momentarily full), and there is no
 //! per-job timeout: the download's own lifetime bounds the job, which stops
 //! at its next stage when the download is dropped.
 
@@ -60,6 +62,10 @@ impl ImageService {
         path_and_query: &str,
         specs: &[VariantSpec],
     ) -> Result<Vec<Result<VariantOutput>>> {
+        // The pool slot first, then memory, in the same order as `/img`:
+        // a job never holds budget while it waits for a slot, so zips and
+        // `/img` requests cannot wait on each other in a cycle.
+        let admission = self.pool.admit_waiting().await?;
         let response = origin.fetch(OriginRequest::get(path_and_query)).await?;
         if response.status != StatusCode::OK {
             let s = response.status;
@@ -92,7 +98,6 @@ impl ImageService {
                 (s.options.clone(), format)
             })
             .collect();
-        let admission = self.pool.admit_waiting().await?;
         let cancelled = Arc::new(AtomicBool::new(false));
         let mut guard = CancelOnDrop {
             flag: cancelled.clone(),
