@@ -39,6 +39,36 @@ impl Reservation {
     pub fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// Take `other`'s bytes into this one (both from the same budget).
+    pub fn merge(&mut self, other: Reservation) {
+        match (&mut self._permit, other._permit) {
+            (Some(mine), Some(theirs)) => mine.merge(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
+        self.bytes += other.bytes;
+    }
+
+    /// Move `bytes` (rounded up to whole KiB) out of this reservation into
+    /// a new one, without releasing them in between; `None` when it holds
+    /// fewer. A job that reserved its whole peak up front hands its
+    /// results their share this way and frees the rest.
+    pub fn split_off(&mut self, bytes: u64) -> Option<Reservation> {
+        let units = bytes.div_ceil(UNIT);
+        if units == 0 {
+            return Some(Reservation {
+                _permit: None,
+                bytes: 0,
+            });
+        }
+        let taken = self._permit.as_mut()?.split(usize::try_from(units).ok()?)?;
+        self.bytes = self.bytes.saturating_sub(units * UNIT);
+        Some(Reservation {
+            _permit: Some(taken),
+            bytes,
+        })
+    }
 }
 
 impl MemoryBudget {
@@ -136,6 +166,22 @@ mod tests {
         drop(r);
         assert_eq!(budget.in_use_bytes(), 0);
         assert!(budget.try_reserve(7 * 1024 * 1024).unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn reservations_merge_and_split_without_releasing() {
+        let budget = MemoryBudget::new(10 << 20);
+        let mut a = budget.reserve(3 << 20).await.unwrap();
+        a.merge(budget.reserve(1 << 20).await.unwrap());
+        assert_eq!(a.bytes(), 4 << 20);
+        let part = a.split_off(1000).unwrap();
+        assert_eq!(part.bytes(), 1000);
+        assert_eq!(budget.in_use_bytes(), 4 << 20);
+        assert!(a.split_off(5 << 20).is_none());
+        drop(a);
+        assert_eq!(budget.in_use_bytes(), 1024);
+        drop(part);
+        assert_eq!(budget.in_use_bytes(), 0);
     }
 
     #[tokio::test]

@@ -554,3 +554,253 @@ async fn an_archive_past_4_gib_streams_in_bounded_memory() {
     let sizes: Vec<u64> = listed.iter().map(|l| l.size).collect();
     assert_eq!(sizes, [1000, big, 32 << 20, 10_000]);
 }
+
+// ------------------------------------------------- processed entries
+
+/// What libvips sees in an image: (loader, width, height).
+fn vips_header(data: &[u8], tag: &str) -> (String, u32, u32) {
+    let file = temp_file(tag, data);
+    let out = std::process::Command::new("vipsheader")
+        .arg(&file.0)
+        .output()
+        .expect("vipsheader (libvips-tools) is installed");
+    assert!(out.status.success(), "vipsheader failed on {tag}");
+    // "<file>: 1600x900 uchar, 3 bands, srgb, jpegload"
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let after = text.rsplit_once(": ").map(|(_, r)| r).unwrap_or(&text);
+    let dims = after.split_whitespace().next().unwrap();
+    let (w, h) = dims.split_once('x').unwrap();
+    let loader = after.trim().rsplit(", ").next().unwrap().to_string();
+    (loader, w.parse().unwrap(), h.parse().unwrap())
+}
+
+/// Every entry of `zip`, by name (Python zipfile's view).
+fn entries_of(zip: &[u8], tag: &str) -> Vec<(String, u32, Vec<u8>)> {
+    let file = temp_file(tag, zip);
+    check_all(&file)
+        .into_iter()
+        .map(|l| {
+            let data = unzip_entry(&file.0, &l.name.replace('[', "\\["));
+            (l.name, l.method, data)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn options_and_variants_make_processed_entries_from_one_fetch() {
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let manifest = json!({
+        "entries": [
+            {"source": "file/samples/dandelions.jpg", "variants": [
+                {"name": "d/a_200.jpg", "options": "rs:fit:200:200"},
+                {"name": "d/a_1200.jpg", "options": "rs:fit:1200:1200/q:85"},
+                {"name": "d/a_300.webp", "options": "w:300"},
+                {"name": "d/a_sq.png", "options": "rs:fill:100:100"}
+            ]},
+            {"source": "file/samples/sunset.jpg", "options": "rs:fit:400:400"},
+            {"source": "file/samples/chelsea.png", "options": "w:100/f:jpg"},
+            {"source": "file/samples/rocket.jpg", "name": "rocket-original.jpg"}
+        ]
+    });
+    let got = post(&sluice, &manifest, &[]).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.headers["accept-ranges"], "none", "processed: streamed");
+    assert!(got.headers.get("content-length").is_none());
+    let entries = entries_of(&got.body.unwrap(), "variants");
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "d/a_200.jpg",
+            "d/a_1200.jpg",
+            "d/a_300.webp",
+            "d/a_sq.png",
+            "sunset.jpg",
+            "chelsea.jpg",
+            "rocket-original.jpg"
+        ]
+    );
+    // dandelions is 1600x900, sunset 2048x1365, chelsea 451x300.
+    let expect = [
+        ("jpegload", 200, 113),
+        ("jpegload", 1200, 675),
+        ("webpload", 300, 169),
+        ("pngload", 100, 100),
+        ("jpegload", 400, 267),
+        ("jpegload", 100, 67),
+    ];
+    for ((name, method, data), (loader, w, h)) in entries.iter().zip(expect) {
+        assert_eq!(*method, 0, "{name}: processed entries are stored");
+        let (l, gw, gh) = vips_header(data, name.rsplit('/').next().unwrap());
+        assert_eq!(l, loader, "{name}");
+        assert!(
+            gw.abs_diff(w) <= 1 && gh.abs_diff(h) <= 1,
+            "{name}: {gw}x{gh}, wanted {w}x{h}"
+        );
+    }
+    let original =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/rocket.jpg")).unwrap();
+    assert_eq!(
+        entries[6].2, original,
+        "unprocessed entries stay byte for byte"
+    );
+    // One fetch per source, however many variants.
+    assert_eq!(origin.requests("/file/samples/dandelions.jpg").len(), 1);
+    assert_eq!(origin.requests("/file/samples/sunset.jpg").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_source_fails_each_of_its_variants() {
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let variants = json!([
+        {"name": "bad_small.jpg", "options": "w:50"},
+        {"name": "bad_large.jpg", "options": "w:200"}
+    ]);
+    let manifest = json!({
+        "entries": [
+            {"source": "file/tests/data/odd/not-an-image.jpg", "variants": variants},
+            {"source": "file/tests/data/odd/corrupt-middle.jpg", "variants": [
+                {"name": "mid_a.jpg", "options": "w:60"}, {"name": "mid_b.png", "options": "w:70"}]},
+            {"source": "file/tests/data/odd/empty.jpg", "options": "w:10"},
+            {"source": "file/samples/missing.jpg", "options": "w:10"},
+            {"source": "file/samples/grace_hopper.jpg", "options": "w:64"}
+        ]
+    });
+    let got = post(&sluice, &manifest, &[]).await;
+    assert_eq!(got.status, 200);
+    let entries = entries_of(&got.body.unwrap(), "corrupt-variants");
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert!(names.contains(&"grace_hopper.jpg"), "{names:?}");
+    assert_eq!(names.last(), Some(&"sluice-errors.txt"), "{names:?}");
+    let report = String::from_utf8(entries.last().unwrap().2.clone()).unwrap();
+    for failed in ["bad_small.jpg", "bad_large.jpg", "empty.jpg", "missing.jpg"] {
+        assert!(report.contains(failed), "{failed} listed: {report}");
+        assert!(!names.contains(&failed), "{failed} not in the archive");
+    }
+    // A source corrupt in the middle either fails (listed) or decodes
+    // leniently (then it is a real image of the asked size); never both,
+    // never a broken entry.
+    for mid in ["mid_a.jpg", "mid_b.png"] {
+        match entries.iter().find(|e| e.0 == mid) {
+            Some((name, _, data)) => {
+                let (_, w, _) = vips_header(data, name);
+                assert!(w == 60 || w == 70, "{name}: {w}");
+                assert!(!report.contains(mid));
+            }
+            None => assert!(report.contains(mid), "{mid}: {report}"),
+        }
+    }
+    let (_, w, _) = vips_header(
+        &entries
+            .iter()
+            .find(|e| e.0 == "grace_hopper.jpg")
+            .unwrap()
+            .2,
+        "gh",
+    );
+    assert_eq!(w, 64);
+
+    // on_error abort: the download fails visibly.
+    let manifest = json!({
+        "on_error": "abort",
+        "entries": [
+            {"source": "file/samples/grace_hopper.jpg", "options": "w:64"},
+            {"source": "file/tests/data/odd/not-an-image.jpg", "variants": variants}
+        ]
+    });
+    let got = post(&sluice, &manifest, &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(got.body.is_err(), "aborted transfer, not a clean end");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_processed_entries_are_refused_before_the_first_byte() {
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let cases = [
+        (
+            json!({"entries": [{"source": "a.jpg"}, {"source": "b.jpg", "options": "rs:fit:10/nope:3"}]}),
+            vec!["entry 1", "nope"],
+        ),
+        (
+            json!({"entries": [{"source": "b.jpg", "variants": [{"name": "x.jpg", "options": "w:1"}, {"name": "y.jpg", "options": "g:upside"}]}]}),
+            vec!["entry 0 variant 1", "upside"],
+        ),
+        (
+            json!({"entries": [{"source": "b.jpg", "options": "w:10", "size": 100, "crc32": "0000abcd"}]}),
+            vec!["entry 0", "size/crc32"],
+        ),
+        (
+            json!({"entries": [{"source": "b.jpg", "options": "w:10", "variants": [{"name": "x.jpg", "options": "w:1"}]}]}),
+            vec!["entry 0", "not both"],
+        ),
+    ];
+    for (manifest, words) in cases {
+        let got = post(&sluice, &manifest, &[]).await;
+        assert_eq!(got.status, 422, "{manifest}");
+        let body = String::from_utf8(got.body.unwrap()).unwrap();
+        for w in words {
+            assert!(body.contains(w), "{w} in {body}");
+        }
+    }
+    assert!(origin.requests("/").is_empty(), "nothing was fetched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_variants_wait_for_memory_instead_of_failing() {
+    let origin = ZipOrigin::start().await;
+    // A budget that holds about one of these jobs at a time, one worker
+    // and no pool queue: every job must wait for memory and for the pool.
+    let sluice = sluice_for(
+        &origin,
+        &[
+            "--memory-budget",
+            "48MiB",
+            "--workers",
+            "1",
+            "--queue-size",
+            "0",
+        ],
+    );
+    let mut entries = Vec::new();
+    for i in 0..6 {
+        let src = if i % 2 == 0 {
+            "sunset.jpg"
+        } else {
+            "picos-de-europa.jpg"
+        };
+        entries.push(
+            json!({"source": format!("file/samples/{src}"), "variants": [
+                {"name": format!("{i}/large.png"), "options": "rs:fit:1200:1200"},
+                {"name": format!("{i}/medium.jpg"), "options": "rs:fit:800:800"},
+                {"name": format!("{i}/small.webp"), "options": "rs:fit:300:300"}
+            ]}),
+        );
+    }
+    let manifest = json!({"entries": entries});
+    let (a, b) = tokio::join!(post(&sluice, &manifest, &[]), post(&sluice, &manifest, &[]));
+    for (tag, got) in [("mem-a", a), ("mem-b", b)] {
+        assert_eq!(got.status, 200);
+        let listed = entries_of(&got.body.unwrap(), tag);
+        assert_eq!(listed.len(), 18, "every variant, no error report");
+        for (name, _, data) in &listed {
+            let (_, w, h) = vips_header(data, tag);
+            let want = if name.ends_with("large.png") {
+                1200
+            } else if name.ends_with("medium.jpg") {
+                800
+            } else {
+                300
+            };
+            assert_eq!(w.max(h), want, "{name}");
+        }
+    }
+    let peak = sluice.peak_rss();
+    assert!(
+        peak < 48 * 1024 * 1024 + 48 * 1024 * 1024,
+        "VmHWM {} MiB",
+        peak >> 20
+    );
+}

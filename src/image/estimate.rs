@@ -8,14 +8,26 @@
 //! and flattened copies, and the encoder's working set and output. The
 //! compressed input is counted separately, as it arrives.
 
-use super::decode::{jpeg_shrink, use_scaled_decoder};
+use super::decode::use_scaled_decoder;
 use super::geometry::Plan;
+use super::pipeline::shrink_for;
 use super::probe::{Probe, SourceFormat};
 
 /// Fixed slack per job: decoder tables, row buffers, Huffman tables, ICC.
 const FIXED: u64 = 1 << 20;
 
 pub fn job_bytes(p: &Probe, plan: &Plan) -> u64 {
+    variants_job_bytes(p, std::slice::from_ref(plan))
+}
+
+/// The peak of a job that decodes once (at the shrink that serves every
+/// plan, [`shrink_for`]) and then makes one output per plan in turn from
+/// the kept bitmap: the decode's peak or the largest variant's resize peak
+/// (the decoded bitmap stays alive through all of them), plus the largest
+/// variant's orient/flatten/encode working set, plus every encoded output
+/// (all are held until the job returns). For one plan this is exactly the
+/// single-output estimate.
+pub fn variants_job_bytes(p: &Probe, plans: &[Plan]) -> u64 {
     let (w, h) = (u64::from(p.width), u64::from(p.height));
     let px = w * h;
     let out_ch: u64 = match (p.format, p.components) {
@@ -24,11 +36,7 @@ pub fn job_bytes(p: &Probe, plan: &Plan) -> u64 {
         _ => u64::from(p.components),
     };
     // Decoder: output bitmap plus its internal planes.
-    let shrink = if p.format == SourceFormat::Jpeg {
-        jpeg_shrink((plan.src.w, plan.src.h), plan.raw_dst)
-    } else {
-        1
-    };
+    let shrink = shrink_for(p, plans);
     let coefficients = if p.format == SourceFormat::Jpeg && p.progressive {
         // i16 per sample of every plane, full size, whatever the scale.
         px * u64::from(p.planes_x16) * 2 / 16
@@ -53,18 +61,25 @@ pub fn job_bytes(p: &Probe, plan: &Plan) -> u64 {
         SourceFormat::Png => (px, px * out_ch),
     };
     let decoded = decoded_px * out_ch;
-    let dst_px = u64::from(plan.raw_dst.0) * u64::from(plan.raw_dst.1);
-    let dst = dst_px * out_ch;
-    // fast_image_resize: premultiplied copy for alpha, an intermediate of
-    // (source width x output height), and the output.
-    let src_w = (plan.src.w.ceil() as u64).min(w) * decoded_px / px.max(1);
-    let alpha_copy = if p.alpha { decoded } else { 0 };
-    let intermediate = src_w.max(1) * u64::from(plan.raw_dst.1) * out_ch;
-    let resize_peak = decoded + alpha_copy + intermediate + dst;
-    // Orientation copy, flattening copy, encoder planes (i16/f32 blocks)
-    // and the encoded output (at most about the raw size for PNG).
-    let finish_peak = dst * 2 + dst_px * 3 * 4 + dst + 4096;
-    FIXED + decode_peak.max(resize_peak) + finish_peak
+    let mut resize_peak = 0u64;
+    let mut finish_peak = 0u64;
+    let mut outputs = 0u64;
+    for plan in plans {
+        let dst_px = u64::from(plan.raw_dst.0) * u64::from(plan.raw_dst.1);
+        let dst = dst_px * out_ch;
+        // fast_image_resize: premultiplied copy for alpha, an intermediate
+        // of (source width x output height), and the output.
+        let src_w = (plan.src.w.ceil() as u64).min(w) * decoded_px / px.max(1);
+        let alpha_copy = if p.alpha { decoded } else { 0 };
+        let intermediate = src_w.max(1) * u64::from(plan.raw_dst.1) * out_ch;
+        resize_peak = resize_peak.max(decoded + alpha_copy + intermediate + dst);
+        // Orientation copy, flattening copy, encoder planes (i16/f32
+        // blocks); the encoded output (at most about the raw size for PNG)
+        // is counted in `outputs`.
+        finish_peak = finish_peak.max(dst * 2 + dst_px * 3 * 4 + 4096);
+        outputs += dst;
+    }
+    FIXED + decode_peak.max(resize_peak) + finish_peak + outputs
 }
 
 #[cfg(test)]
@@ -102,5 +117,22 @@ mod tests {
         let full = Options::default();
         let c = job_bytes(&base, &plan(5184, 3456, 1, &full));
         assert!(c > 5184 * 3456 * 3, "{c}");
+    }
+
+    #[test]
+    fn variants_decode_once_at_the_shrink_of_the_largest() {
+        let small = Options::parse(["rs:fit:200:200"], &Presets::default()).unwrap();
+        let large = Options::parse(["rs:fit:1200:1200"], &Presets::default()).unwrap();
+        let base = probe(5184, 3456, false);
+        let ps = plan(5184, 3456, 1, &small);
+        let pl = plan(5184, 3456, 1, &large);
+        let both = variants_job_bytes(&base, &[ps, pl]);
+        // The 1200 px variant needs a 1/2 decode (~11 MiB of RGB) where the
+        // 200 px one alone would decode at 1/8.
+        assert!(both > job_bytes(&base, &pl), "{both}");
+        assert!(both >= job_bytes(&base, &ps) + 5184 / 2 * 3456 / 2 * 3 / 2);
+        // Still far below two separate full-size jobs.
+        assert!(both < job_bytes(&base, &pl) + job_bytes(&base, &ps) + (4 << 20));
+        assert_eq!(variants_job_bytes(&base, &[pl]), job_bytes(&base, &pl));
     }
 }

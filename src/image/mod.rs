@@ -39,5 +39,6 @@ pub mod pipeline;
 pub mod probe;
 pub mod resize;
 pub mod service;
+pub mod variants;
 pub mod webp_lossy;
 pub mod workers;

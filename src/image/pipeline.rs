@@ -4,14 +4,18 @@
 //! processing timeout), so an abandoned job stops at the next stage and
 //! frees its memory.
 //!
-//! [`process`] is the entry point for other features (zip variants): bytes
-//! and options in, encoded image out.
+//! [`run`] makes one output (the `/img` route); [`run_variants`] makes
+//! several outputs from one decode (zip manifest `variants`, driven by
+//! [`super::variants`]). Both share the stages after decoding ([`finish`]).
+//! [`process`] is a convenience for tools (examples, fuzzing): bytes and
+//! options in, encoded image out.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::decode::{decode, jpeg_shrink};
+use super::decode::{decode, jpeg_shrink, Bitmap};
 use super::encode::{encode, EncodeSettings};
-use super::geometry::{orient, plan};
+use super::geometry::{orient, plan, Plan};
 use super::options::{Options, OutputFormat};
 use super::probe::{probe, Probe, SourceFormat};
 use super::resize::{flatten, resize};
@@ -63,7 +67,8 @@ pub fn choose_format(
 }
 
 /// Probe, choose the format and run, for callers that hold the whole
-/// source already (zip entries). The caller owns the memory accounting.
+/// source already (examples, fuzzing). The caller owns the memory
+/// accounting.
 pub fn process(
     data: &[u8],
     options: &Options,
@@ -83,6 +88,20 @@ fn check(cancelled: &AtomicBool) -> Result<()> {
     Ok(())
 }
 
+/// The JPEG shrink-on-load factor that serves every plan: the smallest of
+/// their factors, so no output is resized up from a too-small bitmap.
+/// Other formats always decode at full size (1).
+pub fn shrink_for(p: &Probe, plans: &[Plan]) -> u32 {
+    if p.format != SourceFormat::Jpeg {
+        return 1;
+    }
+    plans
+        .iter()
+        .map(|plan| jpeg_shrink((plan.src.w, plan.src.h), plan.raw_dst))
+        .min()
+        .unwrap_or(1)
+}
+
 /// Run a job whose header was probed already.
 pub fn run(
     data: &[u8],
@@ -93,17 +112,73 @@ pub fn run(
     cancelled: &AtomicBool,
 ) -> Result<ProcessedImage> {
     let plan = plan(p.width, p.height, p.orientation, options);
-    let shrink = if p.format == SourceFormat::Jpeg {
-        jpeg_shrink((plan.src.w, plan.src.h), plan.raw_dst)
-    } else {
-        1
-    };
-    let decoded = decode(data, p, shrink, true)?;
+    let decoded = decode(data, p, shrink_for(p, &[plan]), true)?;
     check(cancelled)?;
     let icc = decoded.icc;
-    let bitmap = decoded.bitmap;
-    let region = plan.scaled_src((p.width, p.height), (bitmap.width, bitmap.height));
-    let resized = resize(bitmap, region, plan.raw_dst)?;
+    finish(
+        Cow::Owned(decoded.bitmap),
+        icc.as_deref(),
+        p,
+        &plan,
+        options,
+        format,
+        defaults,
+        cancelled,
+    )
+}
+
+/// Several outputs from one source (zip `variants`): one decode, at the
+/// largest shrink-on-load factor that still serves every variant
+/// ([`shrink_for`]), then resize ▶ orient ▶ flatten ▶ encode per variant
+/// from that one bitmap, in order. The outer error fails them all (the
+/// source does not decode); an inner one fails only its variant.
+pub fn run_variants(
+    data: &[u8],
+    p: &Probe,
+    variants: &[(&Options, OutputFormat)],
+    defaults: Defaults,
+    cancelled: &AtomicBool,
+) -> Result<Vec<Result<ProcessedImage>>> {
+    let plans: Vec<Plan> = variants
+        .iter()
+        .map(|(o, _)| plan(p.width, p.height, p.orientation, o))
+        .collect();
+    let decoded = decode(data, p, shrink_for(p, &plans), true)?;
+    check(cancelled)?;
+    let icc = decoded.icc.as_deref();
+    let mut out = Vec::with_capacity(variants.len());
+    for ((options, format), plan) in variants.iter().zip(&plans) {
+        check(cancelled)?;
+        out.push(finish(
+            Cow::Borrowed(&decoded.bitmap),
+            icc,
+            p,
+            plan,
+            options,
+            *format,
+            defaults,
+            cancelled,
+        ));
+    }
+    Ok(out)
+}
+
+/// The stages after decoding, shared by [`run`] and [`run_variants`]:
+/// resize (the planned region of the decoded bitmap) ▶ orient ▶ flatten ▶
+/// encode.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    decoded: Cow<'_, Bitmap>,
+    icc: Option<&[u8]>,
+    p: &Probe,
+    plan: &Plan,
+    options: &Options,
+    format: OutputFormat,
+    defaults: Defaults,
+    cancelled: &AtomicBool,
+) -> Result<ProcessedImage> {
+    let region = plan.scaled_src((p.width, p.height), (decoded.width, decoded.height));
+    let resized = resize(decoded, region, plan.raw_dst)?;
     check(cancelled)?;
     let channels = usize::from(resized.channels);
     let (pixels, width, height) = orient(
@@ -113,7 +188,7 @@ pub fn run(
         channels,
         plan.orientation,
     );
-    let mut bitmap = super::decode::Bitmap {
+    let mut bitmap = Bitmap {
         pixels,
         width,
         height,
@@ -132,7 +207,7 @@ pub fn run(
         },
         jpeg_progressive: defaults.jpeg_progressive,
     };
-    let bytes = encode(&bitmap, format, &settings, icc.as_deref())?;
+    let bytes = encode(&bitmap, format, &settings, icc)?;
     Ok(ProcessedImage {
         bytes,
         format,

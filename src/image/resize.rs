@@ -8,7 +8,9 @@
 //! back. Alpha is premultiplied during the convolution (fast_image_resize's
 //! `use_alpha`), so transparent pixels do not bleed colour.
 
-use fast_image_resize::images::Image;
+use std::borrow::Cow;
+
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use super::decode::Bitmap;
@@ -25,18 +27,21 @@ fn pixel_type(channels: u8) -> Result<PixelType> {
     })
 }
 
-/// Resize `region` of `src` to `dst` pixels.
-pub fn resize(src: Bitmap, region: Region, dst: (u32, u32)) -> Result<Bitmap> {
+/// Resize `region` of `src` to `dst` pixels. `src` is borrowed when several
+/// outputs are made from one decoded bitmap (zip variants), owned (and
+/// freed as soon as it was read) otherwise; an unchanged size copies a
+/// borrowed bitmap.
+pub fn resize(src: Cow<'_, Bitmap>, region: Region, dst: (u32, u32)) -> Result<Bitmap> {
     let whole = region.x == 0.0
         && region.y == 0.0
         && region.w == f64::from(src.width)
         && region.h == f64::from(src.height);
     if whole && dst == (src.width, src.height) {
-        return Ok(src);
+        return Ok(src.into_owned());
     }
     let kind = pixel_type(src.channels)?;
     let channels = src.channels;
-    let src_image = Image::from_vec_u8(src.width, src.height, src.pixels, kind)
+    let src_image = ImageRef::new(src.width, src.height, &src.pixels, kind)
         .map_err(|e| Error::internal(format!("resize source: {e}")))?;
     let mut dst_image = Image::new(dst.0, dst.1, kind);
     let options = ResizeOptions::new()
@@ -45,7 +50,7 @@ pub fn resize(src: Bitmap, region: Region, dst: (u32, u32)) -> Result<Bitmap> {
     Resizer::new()
         .resize(&src_image, &mut dst_image, &options)
         .map_err(|e| Error::internal(format!("resize: {e}")))?;
-    drop(src_image);
+    drop(src);
     Ok(Bitmap {
         pixels: dst_image.into_vec(),
         width: dst.0,
@@ -121,7 +126,7 @@ mod tests {
             w: 4.0,
             h: 4.0,
         };
-        let out = resize(src, r, (2, 2)).unwrap();
+        let out = resize(Cow::Owned(src), r, (2, 2)).unwrap();
         assert_eq!((out.width, out.height), (2, 2));
         // Lanczos reads a little past the crop edge (as libvips does), so
         // the left column is slightly darker, but it is the white half.

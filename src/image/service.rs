@@ -40,13 +40,13 @@ use crate::origin::{Origin, OriginRequest, Timeouts};
 pub struct ImageService {
     prefix: String,
     signer: Signer,
-    presets: Presets,
+    pub(super) presets: Presets,
     allowed_prefixes: Vec<String>,
     allowed_origins: Vec<Origin>,
-    pool: WorkerPool,
+    pub(super) pool: WorkerPool,
     coalescer: Coalescer<Shared>,
-    limits: Limits,
-    defaults: Defaults,
+    pub(super) limits: Limits,
+    pub(super) defaults: Defaults,
     timeout: Duration,
     cache_control: HeaderValue,
 }
@@ -151,6 +151,11 @@ impl ImageService {
     pub fn matches(&self, path: &str) -> bool {
         path.strip_prefix(self.prefix.as_str())
             .is_some_and(|rest| rest.starts_with('/'))
+    }
+
+    /// The `--preset` definitions (zip manifest options use them too).
+    pub fn presets(&self) -> &Presets {
+        &self.presets
     }
 
     pub fn pool(&self) -> &WorkerPool {
@@ -378,9 +383,9 @@ struct Job {
 
 /// Sets the job's cancel flag when the waiting side is dropped (timeout,
 /// client gone), so the worker stops at its next stage.
-struct CancelOnDrop {
-    flag: Arc<AtomicBool>,
-    armed: bool,
+pub(super) struct CancelOnDrop {
+    pub(super) flag: Arc<AtomicBool>,
+    pub(super) armed: bool,
 }
 
 impl Drop for CancelOnDrop {

@@ -96,6 +96,24 @@ impl WorkerPool {
         })
     }
 
+    /// Wait for a slot instead of answering 429: for work that is part of
+    /// a larger response already under way (zip variants), where a
+    /// momentarily full queue must slow the download, not fail it. Waiters
+    /// are served in FIFO order, and are not counted as rejections.
+    pub async fn admit_waiting(&self) -> Result<Admission> {
+        let permit = self
+            .inner
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::internal("image worker pool closed"))?;
+        Ok(Admission {
+            pool: self.clone(),
+            permit,
+        })
+    }
+
     /// Slots in use (running + queued + fetching).
     pub fn in_flight(&self) -> usize {
         self.inner.workers + self.inner.queue_size - self.inner.slots.available_permits()
@@ -178,6 +196,24 @@ mod tests {
         release_tx.send(()).unwrap();
         assert_eq!(running.await.unwrap().unwrap(), 1);
         assert!(pool.admit().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_admission_waits_for_a_slot_instead_of_429() {
+        let pool = WorkerPool::new(1, 0).unwrap();
+        let held = pool.admit().unwrap();
+        assert_eq!(pool.admit().err().unwrap().status(), 429);
+        let p = pool.clone();
+        let waiter =
+            tokio::spawn(async move { p.admit_waiting().await.unwrap().run(|| Ok(5)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "waits while the only slot is taken");
+        drop(held);
+        let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("admitted once the slot was free");
+        assert_eq!(got.unwrap().unwrap(), 5);
+        assert_eq!(pool.in_flight(), 0);
     }
 
     #[tokio::test]

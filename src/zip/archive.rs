@@ -11,12 +11,15 @@
 //! Two modes (see LIFECYCLE.md):
 //! - streaming: entries are written as they arrive, CRC and sizes go in data
 //!   descriptors, failed entries are skipped and listed in
-//!   `sluice-errors.txt` (or abort, with `"on_error": "abort"`);
+//!   `sluice-errors.txt` (or abort, with `"on_error": "abort"`); processed
+//!   entries (manifest `options`/`variants`) are always written this way,
+//!   stored, each variant of a failed source listed on its own;
 //! - known size: every entry stored with declared size and CRC, so the
 //!   length is known and a byte range of the archive can be produced,
 //!   fetching only the entries (or parts of entries) inside the range. Any
 //!   entry failure aborts, since the length was promised.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -30,6 +33,7 @@ use super::writer::{self, DosDateTime, EntrySpec, Method, Sizes, ZipWriter};
 use crate::body::Body;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, Kind, Result};
+use crate::image::service::ImageService;
 use crate::metrics;
 use crate::origin::Origin;
 
@@ -49,6 +53,8 @@ pub struct ArchiveConfig {
 pub struct Download {
     pub origin: Origin,
     pub budget: MemoryBudget,
+    /// Makes the processed entries (manifest `options`/`variants`).
+    pub image: Arc<ImageService>,
     pub config: ArchiveConfig,
     pub plan: ArchivePlan,
     /// Bytes of the archive to send (inclusive), known-size mode only.
@@ -102,6 +108,7 @@ impl Download {
         let Download {
             origin,
             budget,
+            image,
             config,
             plan,
             range,
@@ -114,9 +121,9 @@ impl Download {
             max: config.max_archive_bytes,
         };
         let result = if plan.is_known_size() {
-            known_size(origin, budget, config, &plan, &mut sink).await
+            known_size(origin, budget, image, config, &plan, &mut sink).await
         } else {
-            streaming(origin, budget, config, &plan, &mut sink).await
+            streaming(origin, budget, image, config, &plan, &mut sink).await
         };
         drop(plan_reservation);
         result
@@ -184,19 +191,13 @@ fn entry_error(entry: &PlannedEntry, e: &Error) -> Error {
 async fn streaming(
     origin: Origin,
     budget: MemoryBudget,
+    image: Arc<ImageService>,
     config: ArchiveConfig,
     plan: &ArchivePlan,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
-    let jobs = plan
-        .entries
-        .iter()
-        .map(|e| FetchJob {
-            source: e.source.clone(),
-            range: None,
-        })
-        .collect();
-    let mut scheduler = EntryScheduler::new(origin, budget, config.scheduler, jobs);
+    let jobs = FetchJob::for_entries(&plan.entries);
+    let mut scheduler = EntryScheduler::new(origin, budget, image, config.scheduler, jobs);
     let mut writer = ZipWriter::new();
     let mut skipped: Vec<(usize, String)> = Vec::new();
 
@@ -339,6 +340,7 @@ async fn write_streamed(
 async fn known_size(
     origin: Origin,
     budget: MemoryBudget,
+    image: Arc<ImageService>,
     config: ArchiveConfig,
     plan: &ArchivePlan,
     sink: &mut Sink<'_>,
@@ -363,14 +365,15 @@ async fn known_size(
         };
         if let Some((a, b)) = part {
             let whole = a == 0 && b == size - 1;
-            jobs.push(FetchJob {
-                source: e.source.clone(),
+            // Processed entries have no declared size, so never get here.
+            jobs.push(FetchJob::Origin {
+                path_and_query: e.source.describe().to_string(),
                 range: (!whole).then_some((a, b)),
             });
         }
         needed.push(part);
     }
-    let mut scheduler = EntryScheduler::new(origin, budget, config.scheduler, jobs);
+    let mut scheduler = EntryScheduler::new(origin, budget, image, config.scheduler, jobs);
     let mut writer = ZipWriter::new();
 
     for (entry, part) in plan.entries.iter().zip(needed) {

@@ -6,6 +6,12 @@
 //! - nginx mod_zip's text manifest (`X-Archive-Files: zip`), one entry per
 //!   line: `<crc32 hex or -> <size> <url-encoded location> <name>`.
 //!
+//! A JSON entry may also ask for processed images (README, Bulk download):
+//! `"options": "rs:fit:200:200"` makes one processed entry, and
+//! `"variants": [{"name": "a_200.jpg", "options": "rs:fit:200:200"}, …]`
+//! makes one entry per variant, in order, all from one fetch and one decode
+//! (consecutive [`EntrySource::Processed`] entries with the same `group`).
+//!
 //! Sources are paths on the configured origin, never URLs. Names are
 //! sanitised and de-duplicated here, so everything downstream can trust them.
 
@@ -16,6 +22,8 @@ use super::media::{self, MethodChoice};
 use super::names::{self, Namer};
 use super::writer::{DosDateTime, Method, Sizes};
 use crate::error::{Error, Kind, Result};
+use crate::image::options::{Options, OutputFormat, Presets};
+use crate::image::variants::VariantSpec;
 
 /// What to do when an entry cannot be fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -28,20 +36,30 @@ pub enum OnError {
     Abort,
 }
 
-/// Where an entry's bytes come from. The recompression route will add a
-/// variant for processed bytes (an image re-encoded with options); the
-/// archive only needs a stream of bytes from either.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an entry's bytes come from: the origin's bytes as they are, or an
+/// image the recompression pipeline made from them. The archive only needs
+/// a stream of bytes from either.
+#[derive(Debug, Clone, PartialEq)]
 pub enum EntrySource {
     /// The original bytes of `path_and_query` (percent-encoded, starting
     /// with `/`) on the configured origin.
     Origin { path_and_query: String },
+    /// One processed output of `path_and_query`. Entries of one `group`
+    /// (the manifest entry's index) are consecutive and are made from one
+    /// fetch and one decode. Their size is unknown until encoded, so they
+    /// always stream (never known-size/Range mode).
+    Processed {
+        path_and_query: String,
+        group: usize,
+        variant: VariantSpec,
+    },
 }
 
 impl EntrySource {
     pub fn describe(&self) -> &str {
         match self {
-            EntrySource::Origin { path_and_query } => path_and_query,
+            EntrySource::Origin { path_and_query }
+            | EntrySource::Processed { path_and_query, .. } => path_and_query,
         }
     }
 }
@@ -114,6 +132,17 @@ struct JsonEntry {
     crc32: Option<JsonCrc>,
     /// Seconds since the Unix epoch.
     mtime: Option<i64>,
+    /// imgproxy option segments (`/`-separated): one processed entry.
+    options: Option<String>,
+    /// Several processed entries from one fetch and one decode.
+    variants: Option<Vec<JsonVariant>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonVariant {
+    name: Option<String>,
+    options: String,
 }
 
 #[derive(Deserialize)]
@@ -127,8 +156,9 @@ fn unprocessable(reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(Kind::Unprocessable, reason)
 }
 
-/// Parse the JSON manifest of `POST /zip`.
-pub fn parse_json(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
+/// Parse the JSON manifest of `POST /zip`. `presets` are the server's
+/// `--preset`s, usable in entries' `options`.
+pub fn parse_json(body: &[u8], limits: ManifestLimits, presets: &Presets) -> Result<ArchivePlan> {
     let manifest: JsonManifest = serde_json::from_slice(body).map_err(|e| {
         let kind = if e.is_data() {
             Kind::Unprocessable
@@ -143,6 +173,11 @@ pub fn parse_json(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
     for (i, e) in manifest.entries.into_iter().enumerate() {
         let path_and_query = encode_source(&e.source)
             .map_err(|why| unprocessable(format!("entry {i}: source {:?} {why}", e.source)))?;
+        if e.options.is_some() || e.variants.is_some() {
+            processed_entries(i, e, path_and_query, presets, &mut namer, &mut entries)?;
+            check_count(entries.len(), limits)?;
+            continue;
+        }
         let requested = e
             .name
             .as_deref()
@@ -180,6 +215,113 @@ pub fn parse_json(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
         on_error: manifest.on_error,
         modified: None,
     })
+}
+
+/// The entries of a manifest entry with `options` or `variants`.
+fn processed_entries(
+    i: usize,
+    e: JsonEntry,
+    path_and_query: String,
+    presets: &Presets,
+    namer: &mut Namer,
+    out: &mut Vec<PlannedEntry>,
+) -> Result<()> {
+    if e.size.is_some() || e.crc32.is_some() {
+        return Err(unprocessable(format!(
+            "entry {i}: size/crc32 cannot be declared for a processed image (its size is known only once encoded)"
+        )));
+    }
+    let modified = e.mtime.map(DosDateTime::from_unix);
+    let wanted: Vec<(Option<String>, String, String)> = match (e.options, e.variants) {
+        (Some(_), Some(_)) => {
+            return Err(unprocessable(format!(
+                "entry {i}: give either `options` or `variants`, not both"
+            )))
+        }
+        (Some(options), None) => vec![(e.name, options, format!("entry {i}"))],
+        (None, Some(variants)) => {
+            if e.name.is_some() {
+                return Err(unprocessable(format!(
+                    "entry {i}: with `variants`, each variant has its own `name`"
+                )));
+            }
+            if variants.is_empty() {
+                return Err(unprocessable(format!("entry {i}: `variants` is empty")));
+            }
+            variants
+                .into_iter()
+                .enumerate()
+                .map(|(j, v)| {
+                    let name = v.name.ok_or_else(|| {
+                        unprocessable(format!("entry {i} variant {j}: `name` is missing"))
+                    })?;
+                    Ok((Some(name), v.options, format!("entry {i} variant {j}")))
+                })
+                .collect::<Result<_>>()?
+        }
+        (None, None) => unreachable!("checked by the caller"),
+    };
+    for (name, options_text, at) in wanted {
+        let options = Options::parse(options_text.split('/').filter(|s| !s.is_empty()), presets)
+            .map_err(|err| {
+                unprocessable(format!("{at}: options {options_text:?}: {}", err.reason))
+            })?;
+        let (requested, format) = match name {
+            Some(name) => {
+                let format = options.format.or_else(|| format_of_name(&name));
+                (name, format)
+            }
+            None => default_processed_name(&e.source, options.format)
+                .ok_or_else(|| {
+                    unprocessable(format!(
+                        "{at}: cannot tell the output format of {:?}; give `f:` in `options` or a `name` ending in .jpg, .png or .webp",
+                        e.source
+                    ))
+                })?,
+        };
+        let name = names::sanitize(&requested)
+            .ok_or_else(|| unprocessable(format!("{at}: name {requested:?} is empty")))?;
+        out.push(PlannedEntry {
+            source: EntrySource::Processed {
+                path_and_query: path_and_query.clone(),
+                group: i,
+                variant: VariantSpec { options, format },
+            },
+            name: namer.unique(&name),
+            // Encoded images do not deflate.
+            method: MethodChoice::Fixed(Method::Store),
+            declared: Sizes::Unknown,
+            modified,
+        });
+    }
+    Ok(())
+}
+
+/// The output format a name's extension asks for, if it is one sluice
+/// encodes.
+fn format_of_name(name: &str) -> Option<OutputFormat> {
+    let (_, ext) = names::file_name_of(name).rsplit_once('.')?;
+    OutputFormat::from_extension(ext).ok().flatten()
+}
+
+/// The name (and format) of an `options` entry without a `name`: the
+/// source's file name with the output format's extension. Without `f:`,
+/// the format follows the source's extension (.jpg/.jpeg, .png, .webp
+/// keep theirs; .gif becomes .png, as a GIF's natural output is PNG);
+/// other extensions cannot be told before the fetch (`None`).
+fn default_processed_name(
+    source: &str,
+    format: Option<OutputFormat>,
+) -> Option<(String, Option<OutputFormat>)> {
+    let file = names::file_name_of(source);
+    let (stem, ext) = file.rsplit_once('.').unwrap_or((file, ""));
+    let stem = if stem.is_empty() { "image" } else { stem };
+    let format = match format {
+        Some(f) => f,
+        None if ext.eq_ignore_ascii_case("gif") => OutputFormat::Png,
+        None => return format_of_name(file).map(|f| (file.to_string(), Some(f))),
+    };
+    Some((format!("{stem}.{}", format.extension()), Some(format)))
 }
 
 /// Parse an nginx mod_zip manifest. As in mod_zip, every entry is stored.
@@ -334,6 +476,7 @@ mod tests {
             ]}"#
             .as_bytes(),
             LIMITS,
+            &Presets::default(),
         )
         .unwrap();
         assert_eq!(plan.file_name.as_deref(), Some("photos.zip"));
@@ -367,7 +510,11 @@ mod tests {
 
     #[test]
     fn json_manifest_refusals() {
-        let status = |body: &str| parse_json(body.as_bytes(), LIMITS).unwrap_err().status();
+        let status = |body: &str| {
+            parse_json(body.as_bytes(), LIMITS, &Presets::default())
+                .unwrap_err()
+                .status()
+        };
         assert_eq!(status("{"), 400);
         assert_eq!(status(r#"{"entries": 3}"#), 422);
         assert_eq!(status(r#"{"entries": [{"source": "http://evil/x"}]}"#), 422);
@@ -396,10 +543,131 @@ mod tests {
 
     #[test]
     fn empty_manifest_is_a_valid_empty_archive() {
-        let plan = parse_json(br#"{"entries": [], "on_error": "abort"}"#, LIMITS).unwrap();
+        let plan = parse_json(
+            br#"{"entries": [], "on_error": "abort"}"#,
+            LIMITS,
+            &Presets::default(),
+        )
+        .unwrap();
         assert!(plan.entries.is_empty());
         assert!(plan.is_known_size());
         assert_eq!(plan.on_error, OnError::Abort);
+    }
+
+    fn processed(e: &PlannedEntry) -> (&str, usize, &VariantSpec) {
+        match &e.source {
+            EntrySource::Processed {
+                path_and_query,
+                group,
+                variant,
+            } => (path_and_query, *group, variant),
+            other => panic!("not processed: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_options_and_variants() {
+        let presets = Presets::parse(&["thumb=rs:fit:100:100".to_string()]).unwrap();
+        let plan = parse_json(
+            br#"{"entries": [
+                {"source": "a.jpg", "variants": [
+                    {"name": "a_200.jpg", "options": "rs:fit:200:200"},
+                    {"name": "a_1200.jpg", "options": "rs:fit:1200:1200/q:85"},
+                    {"name": "sq/a", "options": "pr:thumb/f:webp"},
+                    {"name": "a.png", "options": "w:50"},
+                    {"name": "a_200.jpg", "options": "w:10/"}
+                ]},
+                {"source": "x/b.jpeg", "options": "w:300", "mtime": 1700000000},
+                {"source": "c.gif", "options": "w:300"},
+                {"source": "d.png", "options": "w:30/f:jpg"},
+                {"source": "e.jpg", "name": "thumbs/e", "options": "w:30"},
+                {"source": "a.jpg"}
+            ]}"#,
+            LIMITS,
+            &presets,
+        )
+        .unwrap();
+        let e = &plan.entries;
+        let names: Vec<&str> = e.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "a_200.jpg",
+                "a_1200.jpg",
+                "sq/a",
+                "a.png",
+                "a_200 (1).jpg",
+                "b.jpeg",
+                "c.png",
+                "d.jpg",
+                "thumbs/e",
+                "a.jpg"
+            ]
+        );
+        let (path, group, v) = processed(&e[0]);
+        assert_eq!((path, group), ("/a.jpg", 0));
+        assert_eq!((v.options.width, v.options.height), (200, 200));
+        assert_eq!(v.format, Some(OutputFormat::Jpeg));
+        let (_, group, v) = processed(&e[1]);
+        assert_eq!((group, v.options.quality), (0, 85));
+        let (_, _, v) = processed(&e[2]);
+        assert_eq!(v.options.width, 100);
+        assert_eq!(v.format, Some(OutputFormat::Webp));
+        assert_eq!(processed(&e[3]).2.format, Some(OutputFormat::Png));
+        let (_, group, v) = processed(&e[5]);
+        assert_eq!((group, v.format), (1, Some(OutputFormat::Jpeg)));
+        assert!(e[5].modified.is_some());
+        assert_eq!(processed(&e[6]).2.format, Some(OutputFormat::Png));
+        assert_eq!(processed(&e[7]).2.format, Some(OutputFormat::Jpeg));
+        // No format anywhere: the source's natural one, from its header.
+        assert_eq!(processed(&e[8]).2.format, None);
+        assert!(matches!(e[9].source, EntrySource::Origin { .. }));
+        for p in &e[..9] {
+            assert_eq!(p.method, MethodChoice::Fixed(Method::Store));
+            assert_eq!(p.declared, Sizes::Unknown);
+        }
+        assert!(!plan.is_known_size());
+    }
+
+    #[test]
+    fn json_options_refusals_name_the_entry() {
+        let reason = |body: &str| {
+            let e = parse_json(body.as_bytes(), LIMITS, &Presets::default()).unwrap_err();
+            assert_eq!(e.status(), 422, "{}", e.reason);
+            e.reason.into_owned()
+        };
+        let r = reason(
+            r#"{"entries": [{"source": "a.jpg"}, {"source": "b.jpg", "options": "rs:fit:10/bogus:1"}]}"#,
+        );
+        assert!(r.contains("entry 1") && r.contains("bogus"), "{r}");
+        let r = reason(
+            r#"{"entries": [{"source": "b.jpg", "variants": [{"name": "x.jpg", "options": "w:1"}, {"name": "y.jpg", "options": "q:500"}]}]}"#,
+        );
+        assert!(r.contains("entry 0 variant 1"), "{r}");
+        let r = reason(
+            r#"{"entries": [{"source": "b.jpg", "options": "w:1", "variants": [{"name": "x.jpg", "options": "w:1"}]}]}"#,
+        );
+        assert!(r.contains("not both"), "{r}");
+        let r = reason(r#"{"entries": [{"source": "b.jpg", "options": "w:1", "size": 10}]}"#);
+        assert!(r.contains("size/crc32"), "{r}");
+        let r =
+            reason(r#"{"entries": [{"source": "b.jpg", "options": "w:1", "crc32": "0000abcd"}]}"#);
+        assert!(r.contains("size/crc32"), "{r}");
+        let r = reason(r#"{"entries": [{"source": "b.jpg", "variants": [{"options": "w:1"}]}]}"#);
+        assert!(r.contains("name"), "{r}");
+        let r = reason(r#"{"entries": [{"source": "b.jpg", "variants": []}]}"#);
+        assert!(r.contains("empty"), "{r}");
+        let r = reason(r#"{"entries": [{"source": "noext", "options": "w:1"}]}"#);
+        assert!(r.contains("output format"), "{r}");
+        reason(
+            r#"{"entries": [{"source": "b.jpg", "variants": [{"name": "x.jpg", "options": "w:1", "size": 3}]}]}"#,
+        );
+        reason(r#"{"entries": [{"source": "b.jpg", "options": 5}]}"#);
+        let many = format!(
+            r#"{{"entries": [{{"source": "a.jpg", "variants": [{}]}}]}}"#,
+            vec![r#"{"name": "a.jpg", "options": "w:1"}"#; 101].join(",")
+        );
+        assert!(reason(&many).contains("more than 100"));
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Data flows one way: manifest ([`manifest`], [`names`], [`media`]) ▶
 //! entry scheduler ([`scheduler`], prefetch into bounded buffers reserved
 //! from the memory budget) ▶ zip writer ([`writer`], a sans-IO encoder) ▶
-//! the client's body ([`archive`]). [`route`] is the HTTP side: `POST /zip`
+//! the client's body ([`archive`]). Entries with `options`/`variants` are
+//! made by the recompression pipeline ([`crate::image::variants`]) from one
+//! fetch and one decode per source, and reach the writer the same way. [`route`] is the HTTP side: `POST /zip`
 //! and the nginx mod_zip hand-off from pass-through.
 
 pub mod archive;

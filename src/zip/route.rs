@@ -68,7 +68,7 @@ where
             }
         })?
         .to_bytes();
-    let plan = manifest::parse_json(&bytes, limits(state))?;
+    let plan = manifest::parse_json(&bytes, limits(state), state.image.presets())?;
     drop(bytes);
     drop(reservation);
     let file_name = plan
@@ -261,6 +261,7 @@ async fn respond(
     let download = Download {
         origin: state.origin.clone(),
         budget: state.budget.clone(),
+        image: state.image.clone(),
         config,
         plan,
         range,

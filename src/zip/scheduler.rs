@@ -9,6 +9,15 @@
 //! download. A body that fails mid-way is resumed with `Range` + `If-Range`
 //! where the origin allows it; the consumer never notices, its running CRC
 //! simply continues. Dropping the scheduler aborts every fetch at once.
+//!
+//! A processed job ([`FetchJob::Processed`], manifest `options`/`variants`)
+//! is one fetch and one decode that yields several entries: it takes one
+//! queue place per variant, runs through [`ImageService::variants`] (whole
+//! source bounded by `--max-src-bytes`, its peak reserved from the budget,
+//! CPU on the worker pool, waiting for a pool slot rather than failing),
+//! and each variant's encoded bytes arrive on its entry's channel, counted
+//! in the budget until the archive has written and dropped that entry. A
+//! failure of the source fails each of its entries.
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
@@ -22,18 +31,68 @@ use http_body_util::BodyExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
-use super::manifest::EntrySource;
+use std::sync::Arc;
+
+use super::manifest::{EntrySource, PlannedEntry};
 use crate::body::{Body, CHUNK_SIZE};
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, Kind, Result};
+use crate::image::service::ImageService;
+use crate::image::variants::VariantSpec;
 use crate::origin::{Origin, OriginRequest};
 
 /// One fetch the archive needs, in archive order.
 #[derive(Debug, Clone)]
-pub struct FetchJob {
-    pub source: EntrySource,
-    /// Only these bytes of the source (inclusive), for a ranged archive.
-    pub range: Option<(u64, u64)>,
+pub enum FetchJob {
+    /// The bytes of `path_and_query`, one entry.
+    Origin {
+        path_and_query: String,
+        /// Only these bytes of the source (inclusive), for a ranged archive.
+        range: Option<(u64, u64)>,
+    },
+    /// Processed images of one source, one entry per variant, in order.
+    Processed {
+        path_and_query: String,
+        variants: Vec<VariantSpec>,
+    },
+}
+
+impl FetchJob {
+    /// The jobs for whole entries, in order: consecutive processed entries
+    /// of one group become one job.
+    pub fn for_entries(entries: &[PlannedEntry]) -> Vec<FetchJob> {
+        let mut jobs: Vec<FetchJob> = Vec::with_capacity(entries.len());
+        let mut last_group = None;
+        for e in entries {
+            match &e.source {
+                EntrySource::Origin { path_and_query } => {
+                    last_group = None;
+                    jobs.push(FetchJob::Origin {
+                        path_and_query: path_and_query.clone(),
+                        range: None,
+                    });
+                }
+                EntrySource::Processed {
+                    path_and_query,
+                    group,
+                    variant,
+                } => {
+                    if last_group == Some(*group) {
+                        if let Some(FetchJob::Processed { variants, .. }) = jobs.last_mut() {
+                            variants.push(variant.clone());
+                            continue;
+                        }
+                    }
+                    last_group = Some(*group);
+                    jobs.push(FetchJob::Processed {
+                        path_and_query: path_and_query.clone(),
+                        variants: vec![variant.clone()],
+                    });
+                }
+            }
+        }
+        jobs
+    }
 }
 
 /// What the origin said about an entry before its body.
@@ -77,6 +136,7 @@ impl SchedulerConfig {
 pub struct EntryScheduler {
     origin: Origin,
     budget: MemoryBudget,
+    image: Arc<ImageService>,
     config: SchedulerConfig,
     jobs: std::vec::IntoIter<FetchJob>,
     queue: VecDeque<oneshot::Receiver<Result<OpenedEntry>>>,
@@ -87,12 +147,14 @@ impl EntryScheduler {
     pub fn new(
         origin: Origin,
         budget: MemoryBudget,
+        image: Arc<ImageService>,
         config: SchedulerConfig,
         jobs: Vec<FetchJob>,
     ) -> Self {
         EntryScheduler {
             origin,
             budget,
+            image,
             config,
             jobs: jobs.into_iter(),
             queue: VecDeque::new(),
@@ -106,14 +168,40 @@ impl EntryScheduler {
         while self.tasks.try_join_next().is_some() {}
         while self.queue.len() < self.config.prefetch.max(1) {
             let Some(job) = self.jobs.next() else { break };
-            let (tx, rx) = oneshot::channel();
-            self.queue.push_back(rx);
-            let fetch = Fetch {
-                origin: self.origin.clone(),
-                budget: self.budget.clone(),
-                config: self.config,
-            };
-            self.tasks.spawn(fetch.run(job, tx));
+            match job {
+                FetchJob::Origin {
+                    path_and_query,
+                    range,
+                } => {
+                    let (tx, rx) = oneshot::channel();
+                    self.queue.push_back(rx);
+                    let fetch = Fetch {
+                        origin: self.origin.clone(),
+                        budget: self.budget.clone(),
+                        config: self.config,
+                    };
+                    self.tasks.spawn(fetch.run(path_and_query, range, tx));
+                }
+                FetchJob::Processed {
+                    path_and_query,
+                    variants,
+                } => {
+                    let mut senders = Vec::with_capacity(variants.len());
+                    for _ in &variants {
+                        let (tx, rx) = oneshot::channel();
+                        self.queue.push_back(rx);
+                        senders.push(tx);
+                    }
+                    self.tasks.spawn(process(
+                        self.image.clone(),
+                        self.origin.clone(),
+                        self.budget.clone(),
+                        path_and_query,
+                        variants,
+                        senders,
+                    ));
+                }
+            }
         }
         let rx = self.queue.pop_front()?;
         Some(
@@ -121,6 +209,53 @@ impl EntryScheduler {
                 .unwrap_or_else(|_| Err(Error::internal("entry fetch task ended"))),
         )
     }
+}
+
+/// A processed job: one fetch and decode, one opened entry per variant.
+async fn process(
+    image: Arc<ImageService>,
+    origin: Origin,
+    budget: MemoryBudget,
+    path: String,
+    variants: Vec<VariantSpec>,
+    opened: Vec<oneshot::Sender<Result<OpenedEntry>>>,
+) {
+    let outputs = match image.variants(&origin, &budget, &path, &variants).await {
+        Ok(o) => o,
+        Err(e) => {
+            for tx in opened {
+                let _ = tx.send(Err(same_error(&e)));
+            }
+            return;
+        }
+    };
+    for (tx, output) in opened.into_iter().zip(outputs) {
+        let entry = output.map(|out| {
+            let length = out.bytes.len() as u64;
+            let (chunks_tx, chunks) = mpsc::channel(out.bytes.len().div_ceil(CHUNK_SIZE).max(1));
+            let mut rest = out.bytes;
+            while !rest.is_empty() {
+                let piece = rest.split_to(rest.len().min(CHUNK_SIZE));
+                // Cannot fail: the channel has room for every piece.
+                let _ = chunks_tx.try_send(Ok(piece));
+            }
+            OpenedEntry {
+                meta: EntryMeta {
+                    length: Some(length),
+                    last_modified: None,
+                    content_type: Some(out.format.mime().to_string()),
+                },
+                chunks,
+                _reservation: out.held,
+            }
+        });
+        let _ = tx.send(entry);
+    }
+}
+
+/// The same failure for each entry of a processed job.
+fn same_error(e: &Error) -> Error {
+    Error::new(e.kind, e.reason.clone()).on(e.side)
 }
 
 struct Fetch {
@@ -135,7 +270,12 @@ struct Resumable {
 }
 
 impl Fetch {
-    async fn run(self, job: FetchJob, opened: oneshot::Sender<Result<OpenedEntry>>) {
+    async fn run(
+        self,
+        path: String,
+        range: Option<(u64, u64)>,
+        opened: oneshot::Sender<Result<OpenedEntry>>,
+    ) {
         let reservation = match self.budget.reserve(self.config.reserved_per_entry()).await {
             Ok(r) => r,
             Err(e) => {
@@ -143,8 +283,7 @@ impl Fetch {
                 return;
             }
         };
-        let path = job.source.describe().to_string();
-        let (start, end) = match job.range {
+        let (start, end) = match range {
             Some((a, b)) => (a, Some(b)),
             None => (0, None),
         };
@@ -157,7 +296,7 @@ impl Fetch {
         };
         let (status, headers, mut body) = response;
         // A 200 to a ranged request: cut the range out ourselves.
-        let mut skip = if job.range.is_some() && status == StatusCode::OK {
+        let mut skip = if range.is_some() && status == StatusCode::OK {
             start
         } else {
             0

@@ -16,6 +16,8 @@
 //! - `/slow/{n}`: 16 KiB every 50 ms.
 //! - `/status/{code}`: that status.
 //! - `/manifest/{key}`: a registered mod_zip manifest, `X-Archive-Files: zip`.
+//! - `/file/{path}`: a file of this repository under `samples/` or
+//!   `tests/data/` (real photos for processed entries), Content-Length set.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -230,6 +232,25 @@ async fn respond(
                     r
                 }
                 None => full(StatusCode::NOT_FOUND, b"no manifest".to_vec()),
+            }
+        }
+        "file" => {
+            let rel = seg[1..].join("/");
+            let allowed = (rel.starts_with("samples/") || rel.starts_with("tests/data/"))
+                && !rel.contains("..");
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&rel);
+            match std::fs::read(&path).ok().filter(|_| allowed) {
+                Some(data) => {
+                    let len = data.len();
+                    let mut r = full(StatusCode::OK, data);
+                    r.headers_mut().insert("content-length", len.into());
+                    r.headers_mut().insert(
+                        "content-type",
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    r
+                }
+                None => full(StatusCode::NOT_FOUND, b"no such file".to_vec()),
             }
         }
         _ => full(StatusCode::NOT_FOUND, b"no such path".to_vec()),

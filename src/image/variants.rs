@@ -1,0 +1,161 @@
+//! Several processed outputs from one source, for zip manifest entries
+//! with `options` or `variants` (README, Bulk download).
+//!
+//! One fetch ▶ one counted input (`--max-src-bytes`, `--max-src-pixels`
+//! from the header, the job's whole peak reserved from the budget before
+//! anything decodes; [`super::input`]) ▶ one job on the worker pool
+//! ([`super::pipeline::run_variants`]: one decode at the shrink that serves
+//! every variant, then resize ▶ orient ▶ flatten ▶ encode per variant) ▶
+//! encoded outputs, each holding its own share of the job's reservation
+//! until the archive has written it and drops it.
+//!
+//! As in `/img`, the pool slot is taken before the fetch and held until the
+//! job ends (so slot-then-memory is the one lock order). Unlike `/img`, a
+//! full pool queue is waited for (a zip already under way must not fail
+//! because the queue is momentarily full), and there is no
+//! per-job timeout: the download's own lifetime bounds the job, which stops
+//! at its next stage when the download is dropped.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::StatusCode;
+
+use super::estimate::variants_job_bytes;
+use super::geometry::plan;
+use super::input;
+use super::options::{Options, OutputFormat};
+use super::pipeline::{choose_format, run_variants};
+use super::service::{CancelOnDrop, ImageService};
+use crate::budget::{MemoryBudget, Reservation};
+use crate::error::{Error, Kind, Result};
+use crate::origin::{Origin, OriginRequest};
+
+/// One output to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantSpec {
+    pub options: Options,
+    /// `None`: the source's natural format ([`choose_format`] without
+    /// `Accept`), decided from its header.
+    pub format: Option<OutputFormat>,
+}
+
+/// One encoded output; its bytes stay counted in the budget until dropped.
+pub struct VariantOutput {
+    pub bytes: Bytes,
+    pub format: OutputFormat,
+    pub width: u32,
+    pub height: u32,
+    pub held: Reservation,
+}
+
+impl ImageService {
+    /// Fetch `path_and_query` from `origin` once and make every variant.
+    /// The outer error fails all of them (fetch, limits, undecodable
+    /// source); an inner one only its variant.
+    pub async fn variants(
+        self: &Arc<Self>,
+        origin: &Origin,
+        budget: &MemoryBudget,
+        path_and_query: &str,
+        specs: &[VariantSpec],
+    ) -> Result<Vec<Result<VariantOutput>>> {
+        // The pool slot first, then memory, in the same order as `/img`:
+        // a job never holds budget while it waits for a slot, so zips and
+        // `/img` requests cannot wait on each other in a cycle.
+        let admission = self.pool.admit_waiting().await?;
+        let response = origin.fetch(OriginRequest::get(path_and_query)).await?;
+        if response.status != StatusCode::OK {
+            let s = response.status;
+            return Err(Error::new(
+                Kind::UpstreamStatus(s),
+                format!(
+                    "origin answered {} {}",
+                    s.as_u16(),
+                    s.canonical_reason().unwrap_or("")
+                ),
+            ));
+        }
+        let content_length = response
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let input = input::read(response.body, content_length, &self.limits, budget, |p| {
+            let plans: Vec<_> = specs
+                .iter()
+                .map(|s| plan(p.width, p.height, p.orientation, &s.options))
+                .collect();
+            Ok(variants_job_bytes(p, &plans))
+        })
+        .await?;
+        let jobs: Vec<(Options, OutputFormat)> = specs
+            .iter()
+            .map(|s| {
+                let (format, _) = choose_format(s.format, None, &input.probe);
+                (s.options.clone(), format)
+            })
+            .collect();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let mut guard = CancelOnDrop {
+            flag: cancelled.clone(),
+            armed: true,
+        };
+        let defaults = self.defaults;
+        let (outputs, held) = admission
+            .run(move || {
+                let input::Input { data, probe, held } = input;
+                let variants: Vec<(&Options, OutputFormat)> =
+                    jobs.iter().map(|(o, f)| (o, *f)).collect();
+                let outputs = run_variants(&data, &probe, &variants, defaults, &cancelled);
+                drop(data);
+                // The reservations go back with the outputs (or are
+                // dropped here with the error), so the results can take
+                // their share without releasing it in between.
+                Ok((outputs?, held))
+            })
+            .await?;
+        guard.armed = false;
+        let mut job = held.into_iter().reduce(|mut a, b| {
+            a.merge(b);
+            a
+        });
+        let mut out = Vec::with_capacity(outputs.len());
+        for result in outputs {
+            let image = match result {
+                Ok(i) => i,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            let len = image.bytes.len() as u64;
+            let held = match job.as_mut().and_then(|j| j.split_off(len)) {
+                Some(h) => h,
+                None => {
+                    // Larger than the estimate left for it (not expected:
+                    // encoded outputs are smaller than their bitmaps):
+                    // free the rest of the job first, then wait for it.
+                    tracing::warn!(
+                        source = path_and_query,
+                        bytes = len,
+                        "zip variant larger than its memory estimate"
+                    );
+                    job = None;
+                    budget.reserve(len).await?
+                }
+            };
+            out.push(Ok(VariantOutput {
+                bytes: Bytes::from(image.bytes),
+                format: image.format,
+                width: image.width,
+                height: image.height,
+                held,
+            }));
+        }
+        drop(job);
+        Ok(out)
+    }
+}
