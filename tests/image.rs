@@ -37,10 +37,25 @@ fn odd_dir() -> PathBuf {
     dir
 }
 
-/// Decode a PNG or JPEG into 8-bit RGB (independent decoders: png and
+/// Decode a PNG, WebP or JPEG into 8-bit RGB (decoders independent of the
+/// encoders: png, image-webp (the server encodes with libwebp) and
 /// jpeg-decoder; alpha is composited on white, as vipsthumbnail's flatten).
 fn rgb(data: &[u8]) -> (Vec<u8>, u32, u32) {
-    if data.starts_with(b"\x89PNG") {
+    if data.starts_with(b"RIFF") {
+        let mut d = image_webp::WebPDecoder::new(std::io::Cursor::new(data)).expect("webp header");
+        let (w, h) = d.dimensions();
+        let mut buf = vec![0; d.output_buffer_size().expect("size")];
+        d.read_image(&mut buf).expect("webp data");
+        let ch = buf.len() / (w as usize * h as usize);
+        let px = buf
+            .chunks_exact(ch)
+            .flat_map(|p| {
+                let a = if ch == 4 { u32::from(p[3]) } else { 255 };
+                [p[0], p[1], p[2]].map(|v| ((u32::from(v) * a + 255 * (255 - a)) / 255) as u8)
+            })
+            .collect();
+        (px, w, h)
+    } else if data.starts_with(b"\x89PNG") {
         let mut d = png::Decoder::new(std::io::Cursor::new(data));
         d.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
         let mut r = d.read_info().expect("png header");
@@ -71,6 +86,19 @@ fn rgb(data: &[u8]) -> (Vec<u8>, u32, u32) {
         };
         (px, u32::from(info.width), u32::from(info.height))
     }
+}
+
+/// The chunk names of a RIFF (WebP) file, in order.
+fn riff_chunks(data: &[u8]) -> Vec<[u8; 4]> {
+    let mut out = Vec::new();
+    let mut at = 12;
+    while at + 8 <= data.len() {
+        let name: [u8; 4] = data[at..at + 4].try_into().unwrap();
+        let len = u32::from_le_bytes(data[at + 4..at + 8].try_into().unwrap()) as usize;
+        out.push(name);
+        at += 8 + len + len % 2;
+    }
+    out
 }
 
 /// PSNR over the common area (sizes may differ by a rounding pixel).
@@ -175,6 +203,24 @@ async fn real_photos_match_vipsthumbnail() {
             )
         );
         assert!(psnr(&rgb(&jpeg), &reference) > 30.0, "{name} as JPEG");
+        // So is lossy WebP, which f:auto picks when the client accepts it.
+        let r = client()
+            .get(s.url(&format!("/img/_/rs:fit:400:0/q:90/plain/{name}")))
+            .header("accept", "image/avif,image/webp,*/*")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["content-type"], "image/webp", "{name}");
+        let webp = r.bytes().await.unwrap();
+        let chunks = riff_chunks(&webp);
+        assert!(
+            chunks.contains(b"VP8 "),
+            "{name}: lossy WebP expected, got {chunks:?}"
+        );
+        let ours_webp = rgb(&webp);
+        assert_eq!(ours_webp.1, 400, "{name} as WebP");
+        let db = psnr(&ours_webp, &reference);
+        assert!(db > 30.0, "{name} as WebP: {db:.1} dB");
     }
     scores.sort_by(f64::total_cmp);
     let median = scores[scores.len() / 2];
