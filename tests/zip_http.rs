@@ -748,6 +748,31 @@ async fn bad_processed_entries_are_refused_before_the_first_byte() {
     assert!(origin.requests("/").is_empty(), "nothing was fetched");
 }
 
+#[tokio::test]
+async fn a_processed_entry_is_bounded_by_the_processing_timeout() {
+    // A job that cannot finish in time (here: a source trickling in at
+    // 320 KiB/s; the same bound ends a wait for memory that cannot come)
+    // fails its entry under on_error instead of stalling the download.
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &["--processing-timeout", "500ms"]);
+    let manifest = json!({
+        "entries": [
+            {"source": "file/samples/grace_hopper.jpg", "options": "w:64"},
+            {"source": "slow-file/samples/sunset.jpg", "options": "w:64", "name": "slow.jpg"}
+        ]
+    });
+    let got = post(&sluice, &manifest, &[]).await;
+    assert_eq!(got.status, 200);
+    let entries = entries_of(&got.body.unwrap(), "processing-timeout");
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(names, ["grace_hopper.jpg", "sluice-errors.txt"]);
+    let report = String::from_utf8(entries[1].2.clone()).unwrap();
+    assert!(
+        report.contains("slow.jpg") && report.contains("took longer"),
+        "{report}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_variants_wait_for_memory_instead_of_failing() {
     let origin = ZipOrigin::start().await;

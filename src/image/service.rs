@@ -47,7 +47,7 @@ pub struct ImageService {
     coalescer: Coalescer<Shared>,
     pub(super) limits: Limits,
     pub(super) defaults: Defaults,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     cache_control: HeaderValue,
 }
 

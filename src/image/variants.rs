@@ -12,9 +12,9 @@
 //! As in `/img`, the pool slot is taken before the fetch and held until the
 //! job ends (so slot-then-memory is the one lock order). Unlike `/img`, a
 //! full pool queue is waited for (a zip already under way must not fail
-//! because the queue is momentarily full), and there is no
-//! per-job timeout: the download's own lifetime bounds the job, which stops
-//! at its next stage when the download is dropped.
+//! because the queue is momentarily full). Once admitted, fetch, memory
+//! wait and work are bounded by `--processing-timeout`; a dropped download
+//! also stops its job at the next stage.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -66,6 +66,33 @@ impl ImageService {
         // a job never holds budget while it waits for a slot, so zips and
         // `/img` requests cannot wait on each other in a cycle.
         let admission = self.pool.admit_waiting().await?;
+        // Once admitted, the fetch, the wait for memory and the work are
+        // bounded by `--processing-timeout`, as in `/img`. Without it, a job
+        // waiting for budget held by later entries of the same archive
+        // (prefetched outputs waiting for this entry to be written) would
+        // wait forever; with it, the entry fails under `on_error`.
+        let timeout = self.timeout;
+        tokio::time::timeout(
+            timeout,
+            self.fetch_and_run(admission, origin, budget, path_and_query, specs),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::new(
+                Kind::Unavailable,
+                format!("image processing took longer than {timeout:?}"),
+            ))
+        })
+    }
+
+    async fn fetch_and_run(
+        self: &Arc<Self>,
+        admission: super::workers::Admission,
+        origin: &Origin,
+        budget: &MemoryBudget,
+        path_and_query: &str,
+        specs: &[VariantSpec],
+    ) -> Result<Vec<Result<VariantOutput>>> {
         let response = origin.fetch(OriginRequest::get(path_and_query)).await?;
         if response.status != StatusCode::OK {
             let s = response.status;

@@ -18,6 +18,7 @@
 //! - `/manifest/{key}`: a registered mod_zip manifest, `X-Archive-Files: zip`.
 //! - `/file/{path}`: a file of this repository under `samples/` or
 //!   `tests/data/` (real photos for processed entries), Content-Length set.
+//! - `/slow-file/{path}`: the same, 16 KiB every 50 ms.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -136,10 +137,12 @@ impl ZipOrigin {
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Gen {
     Pattern,
     Zeros,
+    /// The bytes of a file (for slow real images).
+    File(Bytes),
 }
 
 async fn respond(
@@ -234,7 +237,7 @@ async fn respond(
                 None => full(StatusCode::NOT_FOUND, b"no manifest".to_vec()),
             }
         }
-        "file" => {
+        "file" | "slow-file" => {
             let rel = seg[1..].join("/");
             let allowed = (rel.starts_with("samples/") || rel.starts_with("tests/data/"))
                 && !rel.contains("..");
@@ -242,7 +245,20 @@ async fn respond(
             match std::fs::read(&path).ok().filter(|_| allowed) {
                 Some(data) => {
                     let len = data.len();
-                    let mut r = full(StatusCode::OK, data);
+                    let mut r = if seg[0] == "slow-file" {
+                        let body = stream(
+                            0,
+                            len as u64,
+                            Gen::File(Bytes::from(data)),
+                            None,
+                            Duration::from_millis(50),
+                            16 * 1024,
+                            live,
+                        );
+                        Response::new(body)
+                    } else {
+                        full(StatusCode::OK, data)
+                    };
                     r.headers_mut().insert("content-length", len.into());
                     r.headers_mut().insert(
                         "content-type",
@@ -322,38 +338,42 @@ fn stream(
     live.fetch_add(1, Ordering::SeqCst);
     let guard = Live(live);
     let end = start + len;
-    let s = futures_util::stream::unfold((start, guard), move |(pos, guard)| async move {
-        if let Some(k) = fail_at {
-            if pos >= start + k {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                return Some((
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        "reset",
-                    )),
-                    (end, guard),
-                ));
+    let s = futures_util::stream::unfold((start, guard), move |(pos, guard)| {
+        let gen = gen.clone();
+        async move {
+            if let Some(k) = fail_at {
+                if pos >= start + k {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    return Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "reset",
+                        )),
+                        (end, guard),
+                    ));
+                }
             }
-        }
-        if pos >= end {
-            return None;
-        }
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        let mut n = (end - pos).min(chunk as u64) as usize;
-        if let Some(k) = fail_at {
-            n = n.min((start + k - pos) as usize).max(1);
-        }
-        let data = match gen {
-            Gen::Pattern => {
-                let off = (pos % PERIOD as u64) as usize;
-                Bytes::copy_from_slice(&PATTERN[off..off + n.min(CHUNK)])
+            if pos >= end {
+                return None;
             }
-            Gen::Zeros => ZEROS.slice(..n.min(ZEROS.len())),
-        };
-        let n = data.len() as u64;
-        Some((Ok(Frame::data(data)), (pos + n, guard)))
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let mut n = (end - pos).min(chunk as u64) as usize;
+            if let Some(k) = fail_at {
+                n = n.min((start + k - pos) as usize).max(1);
+            }
+            let data = match gen {
+                Gen::Pattern => {
+                    let off = (pos % PERIOD as u64) as usize;
+                    Bytes::copy_from_slice(&PATTERN[off..off + n.min(CHUNK)])
+                }
+                Gen::Zeros => ZEROS.slice(..n.min(ZEROS.len())),
+                Gen::File(file) => file.slice(pos as usize..pos as usize + n),
+            };
+            let n = data.len() as u64;
+            Some((Ok(Frame::data(data)), (pos + n, guard)))
+        }
     });
     StreamBody::new(s).boxed()
 }
