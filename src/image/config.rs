@@ -54,7 +54,8 @@ pub struct ImageConfig {
     #[arg(long, env = "SLUICE_QUEUE_SIZE", default_value_t = 64)]
     pub queue_size: usize,
 
-    /// Longest time one image request may take (fetch, wait, process); then 503.
+    /// Longest time one image request may take (fetch, wait, process); then
+    /// 503. Also bounds each processed zip source (its entries then fail).
     #[arg(long, env = "SLUICE_PROCESSING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub processing_timeout: Duration,
 
