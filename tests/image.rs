@@ -564,3 +564,46 @@ async fn identical_concurrent_requests_are_computed_once() {
     assert_eq!(hits.load(Ordering::SeqCst), 1, "one origin fetch");
     assert_eq!(processed_count(&s, 1).await, 1, "one processing");
 }
+
+/// EXIF Orientation of an image file as exiftool reads it (JPEG APP1, PNG
+/// eXIf, WebP EXIF chunk); "" when the file has no EXIF.
+fn exif_orientation_of(data: &[u8], ext: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("sluice-exif-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("out.{ext}"));
+    std::fs::write(&file, data).unwrap();
+    let out = Command::new("exiftool")
+        .args(["-s3", "-n", "-Orientation"])
+        .arg(&file)
+        .output()
+        .expect("exiftool (libimage-exiftool-perl)");
+    assert!(out.status.success(), "exiftool: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn exif_is_stripped_by_default_and_kept_upright_with_sm_0() {
+    let odd = odd_dir();
+    let s = Sluice::start(&["--origin", odd.to_str().unwrap()]);
+    for ext in ["jpg", "png", "webp"] {
+        // Default: metadata stripped.
+        let (status, _, body) =
+            get(&s.url(&format!("/img/_/w:100/plain/orient-6.jpg@{ext}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            exif_orientation_of(&body, ext),
+            "",
+            "{ext}: EXIF should be stripped"
+        );
+        // sm:0 keeps EXIF; the pixels were rotated, so Orientation says 1.
+        let (status, _, body) =
+            get(&s.url(&format!("/img/_/w:100/sm:0/plain/orient-6.jpg@{ext}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(exif_orientation_of(&body, ext), "1", "{ext}: kept, upright");
+        // sm:0 with ar:0: pixels not rotated, so the original tag stays.
+        let (status, _, body) =
+            get(&s.url(&format!("/img/_/w:100/sm:0/ar:0/plain/orient-6.jpg@{ext}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(exif_orientation_of(&body, ext), "6", "{ext}: kept as is");
+    }
+}

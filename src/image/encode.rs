@@ -16,23 +16,31 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::internal(format!("{what} encoding failed: {e}"))
 }
 
+/// `exif` is a TIFF-structured EXIF block to embed (only with `sm:0`).
 pub fn encode(
     b: &Bitmap,
     format: OutputFormat,
     s: &EncodeSettings,
     icc: Option<&[u8]>,
+    exif: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
     // A rough size guess keeps the output Vec from re-growing many times.
     let mut out = Vec::with_capacity(b.pixels.len() / 8 + 1024);
     match format {
-        OutputFormat::Jpeg => jpeg(b, s, icc, &mut out)?,
-        OutputFormat::Png => png(b, icc, &mut out)?,
-        OutputFormat::Webp => out = super::webp_lossy::encode(b, s.quality, icc)?,
+        OutputFormat::Jpeg => jpeg(b, s, icc, exif, &mut out)?,
+        OutputFormat::Png => png(b, icc, exif, &mut out)?,
+        OutputFormat::Webp => out = super::webp_lossy::encode(b, s.quality, icc, exif)?,
     }
     Ok(out)
 }
 
-fn jpeg(b: &Bitmap, s: &EncodeSettings, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
+fn jpeg(
+    b: &Bitmap,
+    s: &EncodeSettings,
+    icc: Option<&[u8]>,
+    exif: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
     let color = match b.channels {
         1 => ColorType::Luma,
@@ -55,11 +63,19 @@ fn jpeg(b: &Bitmap, s: &EncodeSettings, icc: Option<&[u8]>, out: &mut Vec<u8>) -
     if let Some(icc) = icc {
         e.add_icc_profile(icc).map_err(|e| failed("JPEG", e))?;
     }
+    if let Some(tiff) = exif {
+        let app1 = [b"Exif\0\0".as_slice(), tiff].concat();
+        // An APP1 segment holds at most 65533 bytes: a larger block is
+        // left out rather than failing the image.
+        if app1.len() <= 65533 {
+            e.add_app_segment(1, app1).map_err(|e| failed("JPEG", e))?;
+        }
+    }
     e.encode(&b.pixels, w, h, color)
         .map_err(|e| failed("JPEG", e))
 }
 
-fn png(b: &Bitmap, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
+fn png(b: &Bitmap, icc: Option<&[u8]>, exif: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
     let mut info = png::Info::with_size(b.width, b.height);
     info.bit_depth = png::BitDepth::Eight;
     info.color_type = match b.channels {
@@ -69,6 +85,7 @@ fn png(b: &Bitmap, icc: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
         _ => png::ColorType::Rgba,
     };
     info.icc_profile = icc.map(std::borrow::Cow::Borrowed);
+    info.exif_metadata = exif.map(std::borrow::Cow::Borrowed);
     let mut e = png::Encoder::with_info(out, info).map_err(|e| failed("PNG", e))?;
     e.set_compression(png::Compression::Fast);
     let mut w = e.write_header().map_err(|e| failed("PNG", e))?;

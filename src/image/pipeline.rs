@@ -17,7 +17,7 @@ use super::decode::{decode, jpeg_shrink, Bitmap};
 use super::encode::{encode, EncodeSettings};
 use super::geometry::{orient, plan, Plan};
 use super::options::{Options, OutputFormat};
-use super::probe::{probe, Probe, SourceFormat};
+use super::probe::{exif_upright, jpeg_exif, probe, Probe, SourceFormat};
 use super::resize::{flatten, resize};
 use crate::error::{Error, Kind, Result};
 
@@ -115,9 +115,13 @@ pub fn run(
     let decoded = decode(data, p, shrink_for(p, &[plan]), true)?;
     check(cancelled)?;
     let icc = decoded.icc;
+    let metadata = SourceMetadata {
+        icc: icc.as_deref(),
+        exif: source_exif(data, p),
+    };
     finish(
         Cow::Owned(decoded.bitmap),
-        icc.as_deref(),
+        metadata,
         p,
         &plan,
         options,
@@ -145,13 +149,16 @@ pub fn run_variants(
         .collect();
     let decoded = decode(data, p, shrink_for(p, &plans), true)?;
     check(cancelled)?;
-    let icc = decoded.icc.as_deref();
+    let metadata = SourceMetadata {
+        icc: decoded.icc.as_deref(),
+        exif: source_exif(data, p),
+    };
     let mut out = Vec::with_capacity(variants.len());
     for ((options, format), plan) in variants.iter().zip(&plans) {
         check(cancelled)?;
         out.push(finish(
             Cow::Borrowed(&decoded.bitmap),
-            icc,
+            metadata,
             p,
             plan,
             options,
@@ -163,13 +170,30 @@ pub fn run_variants(
     Ok(out)
 }
 
+/// What a source carries besides pixels. The ICC profile is always kept
+/// (colours would shift without it); EXIF only with `sm:0`.
+#[derive(Clone, Copy)]
+struct SourceMetadata<'a> {
+    icc: Option<&'a [u8]>,
+    /// The TIFF-structured EXIF block (JPEG sources only).
+    exif: Option<&'a [u8]>,
+}
+
+fn source_exif<'a>(data: &'a [u8], p: &Probe) -> Option<&'a [u8]> {
+    if p.format == SourceFormat::Jpeg {
+        jpeg_exif(data)
+    } else {
+        None
+    }
+}
+
 /// The stages after decoding, shared by [`run`] and [`run_variants`]:
 /// resize (the planned region of the decoded bitmap) ▶ orient ▶ flatten ▶
 /// encode.
 #[allow(clippy::too_many_arguments)]
 fn finish(
     decoded: Cow<'_, Bitmap>,
-    icc: Option<&[u8]>,
+    metadata: SourceMetadata<'_>,
     p: &Probe,
     plan: &Plan,
     options: &Options,
@@ -207,7 +231,18 @@ fn finish(
         },
         jpeg_progressive: defaults.jpeg_progressive,
     };
-    let bytes = encode(&bitmap, format, &settings, icc)?;
+    // With `sm:0` the source's EXIF goes along; when sluice has rotated
+    // the pixels already, its Orientation is set to 1 so that viewers do
+    // not rotate them a second time.
+    let exif = match metadata.exif {
+        Some(tiff) if !options.strip_metadata => Some(if plan.orientation != 1 {
+            exif_upright(tiff)
+        } else {
+            tiff.to_vec()
+        }),
+        _ => None,
+    };
+    let bytes = encode(&bitmap, format, &settings, metadata.icc, exif.as_deref())?;
     Ok(ProcessedImage {
         bytes,
         format,

@@ -233,6 +233,31 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
 
 /// The Orientation tag (0x0112) of IFD0 in a TIFF-structured EXIF block.
 pub fn exif_orientation(tiff: &[u8]) -> Option<u8> {
+    let (at, big) = orientation_value_at(tiff)?;
+    let b = [*tiff.get(at)?, *tiff.get(at + 1)?];
+    let value = if big {
+        u16::from_be_bytes(b)
+    } else {
+        u16::from_le_bytes(b)
+    };
+    (1..=8).contains(&value).then_some(value as u8)
+}
+
+/// A copy of a TIFF-structured EXIF block whose Orientation says 1 (for
+/// output whose pixels were rotated already; a viewer must not rotate
+/// them again). Blocks without the tag are copied unchanged.
+pub fn exif_upright(tiff: &[u8]) -> Vec<u8> {
+    let mut out = tiff.to_vec();
+    if let Some((at, big)) = orientation_value_at(tiff) {
+        let one = if big { [0, 1] } else { [1, 0] };
+        out[at..at + 2].copy_from_slice(&one);
+    }
+    out
+}
+
+/// Offset of the Orientation value in IFD0, and whether the block is
+/// big-endian.
+fn orientation_value_at(tiff: &[u8]) -> Option<(usize, bool)> {
     let big = match tiff.get(..4)? {
         b"MM\0*" => true,
         b"II*\0" => false,
@@ -266,9 +291,40 @@ pub fn exif_orientation(tiff: &[u8]) -> Option<u8> {
         if u16_at(entry)? != 0x0112 {
             return None;
         }
-        let value = u16_at(entry + 8)?;
-        (1..=8).contains(&value).then_some(value as u8)
+        // The value (a SHORT) sits in the entry's 4-byte value field.
+        u16_at(entry + 8)?;
+        Some((entry + 8, big))
     })
+}
+
+/// The TIFF-structured EXIF block of a JPEG (its APP1 `Exif` segment),
+/// found by walking the markers before the image data.
+pub fn jpeg_exif(d: &[u8]) -> Option<&[u8]> {
+    if d.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut at = 2;
+    loop {
+        if *d.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *d.get(at + 1)?;
+        if marker == 0xFF {
+            at += 1; // fill byte
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return None; // image data (or the end) reached without EXIF
+        }
+        let len = be16(d, at + 2)? as usize;
+        let body = d.get(at + 4..at + 2 + len)?;
+        if marker == 0xE1 {
+            if let Some(tiff) = body.strip_prefix(b"Exif\0\0") {
+                return Some(tiff);
+            }
+        }
+        at += 2 + len;
+    }
 }
 
 fn png(d: &[u8]) -> Result<Option<Probe>> {
@@ -454,6 +510,21 @@ mod tests {
             (p.format, p.width, p.height, p.alpha),
             (SourceFormat::Webp, 300, 200, true)
         );
+    }
+
+    #[test]
+    fn exif_is_found_and_set_upright() {
+        let d = huge_progressive_header(6);
+        let tiff = jpeg_exif(&d).expect("exif");
+        assert_eq!(exif_orientation(tiff), Some(6));
+        let upright = exif_upright(tiff);
+        assert_eq!(upright.len(), tiff.len());
+        assert_eq!(exif_orientation(&upright), Some(1));
+        let be = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x08\0\0";
+        assert_eq!(exif_orientation(be), Some(8));
+        assert_eq!(exif_orientation(&exif_upright(be)), Some(1));
+        assert_eq!(jpeg_exif(b"\xFF\xD8\xFF\xDA\0\x02"), None);
+        assert_eq!(exif_upright(b"not tiff"), b"not tiff");
     }
 
     #[test]

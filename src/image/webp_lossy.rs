@@ -4,8 +4,8 @@
 //! of the pipeline only sees `encode(bitmap, quality, icc) -> bytes`.
 //!
 //! libwebp's simple API (`WebPEncodeRGB`/`WebPEncodeRGBA`) makes the image
-//! bitstream; when an ICC profile is to be kept, libwebp's mux API wraps it
-//! in the extended (VP8X) container with an `ICCP` chunk.
+//! bitstream; when an ICC profile or EXIF is to be kept, libwebp's mux API
+//! wraps it in the extended (VP8X) container with `ICCP`/`EXIF` chunks.
 #![allow(unsafe_code)]
 
 use std::ffi::c_int;
@@ -59,7 +59,7 @@ impl Drop for Mux {
 
 /// Encode `b` as lossy WebP at `quality` (1–100). Gray bitmaps are expanded
 /// to RGB (libwebp's simple API takes RGB or RGBA).
-pub fn encode(b: &Bitmap, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
+pub fn encode(b: &Bitmap, quality: u8, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>> {
     let dim = |v: u32| {
         c_int::try_from(v)
             .ok()
@@ -115,14 +115,15 @@ pub fn encode(b: &Bitmap, quality: u8, icc: Option<&[u8]>) -> Result<Vec<u8>> {
     if out.len == 0 {
         return Err(failed("libwebp returned no data"));
     }
-    match icc {
-        None => Ok(out.as_slice().to_vec()),
-        Some(icc) => with_icc(out.as_slice(), icc),
+    if icc.is_none() && exif.is_none() {
+        return Ok(out.as_slice().to_vec());
     }
+    with_metadata(out.as_slice(), icc, exif)
 }
 
-/// Re-wrap a simple-format WebP in the extended format with an ICC profile.
-fn with_icc(webp: &[u8], icc: &[u8]) -> Result<Vec<u8>> {
+/// Re-wrap a simple-format WebP in the extended format with an ICC profile
+/// and/or an EXIF block.
+fn with_metadata(webp: &[u8], icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>> {
     let mux = Mux(ffi::WebPMuxNew());
     if mux.0.is_null() {
         return Err(failed("WebPMuxNew"));
@@ -131,19 +132,22 @@ fn with_icc(webp: &[u8], icc: &[u8]) -> Result<Vec<u8>> {
         bytes: webp.as_ptr(),
         size: webp.len(),
     };
-    let profile = ffi::WebPData {
-        bytes: icc.as_ptr(),
-        size: icc.len(),
-    };
     let ok = ffi::WebPMuxError::WEBP_MUX_OK;
-    // SAFETY: `mux` is live; with copy_data = 1 libwebp copies both inputs,
+    // SAFETY: `mux` is live; with copy_data = 1 libwebp copies every input,
     // so the borrowed slices only need to live through each call.
     unsafe {
         if ffi::WebPMuxSetImage(mux.0, &image, 1) != ok {
             return Err(failed("WebPMuxSetImage"));
         }
-        if ffi::WebPMuxSetChunk(mux.0, c"ICCP".as_ptr(), &profile, 1) != ok {
-            return Err(failed("WebPMuxSetChunk(ICCP)"));
+        for (fourcc, data) in [(c"ICCP", icc), (c"EXIF", exif)] {
+            let Some(data) = data else { continue };
+            let chunk = ffi::WebPData {
+                bytes: data.as_ptr(),
+                size: data.len(),
+            };
+            if ffi::WebPMuxSetChunk(mux.0, fourcc.as_ptr(), &chunk, 1) != ok {
+                return Err(failed(format!("WebPMuxSetChunk({fourcc:?})")));
+            }
         }
     }
     let mut assembled = ffi::WebPData {
@@ -196,7 +200,7 @@ mod tests {
     fn lossy_rgb_gray_and_alpha_decode_back_close() {
         for channels in [1, 2, 3, 4] {
             let b = gradient(97, 61, channels);
-            let out = encode(&b, 90, None).unwrap();
+            let out = encode(&b, 90, None, None).unwrap();
             assert_eq!(&out[..4], b"RIFF");
             assert_eq!(&out[8..12], b"WEBP");
             // Lossy (VP8), with an alpha chunk only when there is alpha.
@@ -223,7 +227,7 @@ mod tests {
     fn icc_profile_is_embedded() {
         let b = gradient(40, 30, 3);
         let icc = b"fake icc profile bytes, kept verbatim".to_vec();
-        let out = encode(&b, 80, Some(&icc)).unwrap();
+        let out = encode(&b, 80, Some(&icc), None).unwrap();
         assert_eq!(&out[12..16], b"VP8X");
         let mut d = image_webp::WebPDecoder::new(std::io::Cursor::new(&out[..])).unwrap();
         assert_eq!(d.icc_profile().unwrap(), Some(icc));
@@ -233,9 +237,9 @@ mod tests {
     fn oversized_and_short_bitmaps_are_errors() {
         let mut b = gradient(10, 10, 3);
         b.width = 20_000;
-        assert!(encode(&b, 80, None).is_err());
+        assert!(encode(&b, 80, None, None).is_err());
         let mut b = gradient(10, 10, 3);
         b.pixels.truncate(50);
-        assert!(encode(&b, 80, None).is_err());
+        assert!(encode(&b, 80, None, None).is_err());
     }
 }
