@@ -57,3 +57,31 @@ CONF
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Processes started by a bench script; killed when it exits (call
+# kill_pids_on_exit once, then append pids with `pids+=("$pid")`).
+pids=()
+kill_pids_on_exit() {
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+}
+
+# A Debian nginx serving ROOT as a static origin on 127.0.0.1:PORT (sendfile,
+# long keep-alive), the origin every bench/ script proxies. Prints its pid
+# once it answers CHECK_PATH (a path under ROOT, starting with /).
+start_static_origin() {
+  local name=$1 port=$2 root=$3 check_path=$4 pid
+  pid=$(start_nginx "$name" "
+  server {
+    listen 127.0.0.1:$port backlog=4096;
+    keepalive_requests 1000000;
+    root $root;
+    sendfile on; tcp_nopush on;
+  }")
+  wait_http "http://127.0.0.1:$port$check_path" >&2 || { kill "$pid" 2>/dev/null; return 1; }
+  echo "$pid"
+}
+
+# The JPEGs under DIR as URL paths (/a.jpg), sorted.
+jpeg_paths() {
+  (cd "$1" && find . -type f \( -name '*.jpg' -o -name '*.jpeg' \) | sed 's|^\.||' | sort)
+}

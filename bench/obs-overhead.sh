@@ -46,21 +46,11 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   cp target/release/sluice "$BIN_DIR/sluice-prof"
 fi
 
-(cd "$CORPUS" && find . -type f \( -name '*.jpg' -o -name '*.jpeg' \) | sed 's|^\.||' | sort) > "$OUT_DIR/obs-paths.txt"
+jpeg_paths "$CORPUS" > "$OUT_DIR/obs-paths.txt"
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-origin_pid=$(start_nginx obs-origin "
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
-    keepalive_requests 1000000;
-    root $CORPUS;
-    sendfile on; tcp_nopush on;
-  }")
+kill_pids_on_exit
+origin_pid=$(start_static_origin obs-origin "$ORIGIN_PORT" "$CORPUS" "$(head -1 "$OUT_DIR/obs-paths.txt")")
 pids+=("$origin_pid")
-wait_http "http://127.0.0.1:$ORIGIN_PORT$(head -1 "$OUT_DIR/obs-paths.txt")"
 
 results="$OUT_DIR/obs-overhead-results.txt"
 : > "$results"

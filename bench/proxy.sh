@@ -21,24 +21,14 @@ ORIGIN_PORT=18081 NGINX_PORT=18082 SLUICE_PORT=18083 SLUICE_ADMIN=18084
 (cd "$REPO_DIR" && cargo build --release --quiet)
 SLUICE_BIN="$REPO_DIR/target/release/sluice"
 
-(cd "$CORPUS" && find . -type f \( -name '*.jpg' -o -name '*.jpeg' \) | sed 's|^\.||' | sort) > "$OUT_DIR/proxy-paths.txt"
+jpeg_paths "$CORPUS" > "$OUT_DIR/proxy-paths.txt"
 count=$(wc -l < "$OUT_DIR/proxy-paths.txt")
 bytes=$(cd "$CORPUS" && cat $(sed 's|^/||' "$OUT_DIR/proxy-paths.txt") | wc -c)
 echo "corpus: $count JPEGs, $((bytes / 1048576)) MiB, mean $((bytes / count / 1024)) KiB"
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-origin_pid=$(start_nginx origin "
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
-    keepalive_requests 1000000;
-    root $CORPUS;
-    sendfile on; tcp_nopush on;
-  }")
+kill_pids_on_exit
+origin_pid=$(start_static_origin origin "$ORIGIN_PORT" "$CORPUS" "$(head -1 "$OUT_DIR/proxy-paths.txt")")
 pids+=("$origin_pid")
-wait_http "http://127.0.0.1:$ORIGIN_PORT$(head -1 "$OUT_DIR/proxy-paths.txt")"
 
 nginx_conf="
   upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 256; }

@@ -41,19 +41,9 @@ big = [{"source": "photos/" + p, "name": "r%03d/%s" % (r, p)} for r in range(rep
 json.dump({"name": "big.zip", "entries": big}, open(os.path.join(work, "manifest-big.json"), "w"))
 PY
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-origin_pid=$(start_nginx zip-origin "
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT backlog=4096;
-    keepalive_requests 1000000;
-    root $WORK;
-    sendfile on; tcp_nopush on;
-  }")
+kill_pids_on_exit
+origin_pid=$(start_static_origin zip-origin "$ORIGIN_PORT" "$WORK" /photos/photo-01.jpg)
 pids+=("$origin_pid")
-wait_http "http://127.0.0.1:$ORIGIN_PORT/photos/photo-01.jpg"
 
 start_sluice() {
   "$SLUICE_BIN" --origin "http://127.0.0.1:$ORIGIN_PORT" --listen "127.0.0.1:$SLUICE_PORT" \
