@@ -73,10 +73,18 @@ pub fn variants_job_bytes(p: &Probe, plans: &[Plan]) -> u64 {
         let alpha_copy = if p.alpha { decoded } else { 0 };
         let intermediate = src_w.max(1) * u64::from(plan.raw_dst.1) * out_ch;
         resize_peak = resize_peak.max(decoded + alpha_copy + intermediate + dst);
-        // Orientation copy, flattening copy, encoder planes (i16/f32
-        // blocks); the encoded output (at most about the raw size for PNG)
+        // Orientation copy and flattening copy, then the larger encoder
+        // working set (the output format is not known here):
+        // - JPEG: i16/f32 planes, 3 x 4 bytes per pixel;
+        // - WebP (libwebp): gray expanded to RGB(A) (up to 4 bytes per
+        //   pixel), libwebp's YUVA picture (2.5), and up to three copies of
+        //   the output besides the one in `outputs` (libwebp's buffer, the
+        //   mux's assembled file, our Vec), each at most the raw size.
+        // The encoded output itself (at most about the raw size, for PNG)
         // is counted in `outputs`.
-        finish_peak = finish_peak.max(dst * 2 + dst_px * 3 * 4 + 4096);
+        let jpeg_planes = dst_px * 3 * 4;
+        let webp_copies = dst_px * 4 + dst_px * 5 / 2 + dst * 3;
+        finish_peak = finish_peak.max(dst * 2 + jpeg_planes.max(webp_copies) + 4096);
         outputs += dst;
     }
     FIXED + decode_peak.max(resize_peak) + finish_peak + outputs
