@@ -1,8 +1,11 @@
 //! Measures the JPEG decode choice behind shrink-on-load (issue 4):
-//! zune-jpeg full-size decode vs jpeg-decoder's DCT-domain `scale`.
+//! libjpeg-turbo as sluice uses it (`libjpeg`: DCT-scaled to the largest
+//! 1/2^n that stays at least TARGET_WIDTH wide; `libjpeg-full`: full size)
+//! against zune-jpeg's full-size decode (`zune`) and jpeg-decoder's
+//! DCT-domain `scale` (`jd`, same scale rule).
 //! One process per measurement so that VmHWM is the decoder's own peak.
 //!
-//! `cargo run --release --example jpeg_decoders -- zune|jd FILE TARGET_WIDTH REPS`
+//! `cargo run --release --example jpeg_decoders -- libjpeg|libjpeg-full|zune|jd FILE TARGET_WIDTH REPS`
 
 use std::time::Instant;
 
@@ -46,6 +49,22 @@ fn main() {
     for _ in 0..reps {
         let t = Instant::now();
         match mode.as_str() {
+            "libjpeg" | "libjpeg-full" => {
+                let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(&data));
+                d.read_info().expect("info");
+                let i = d.info().expect("info");
+                let (w, h) = (u32::from(i.width), u32::from(i.height));
+                let shrink = if mode == "libjpeg" {
+                    let out = (u32::from(target), (u32::from(target) * h / w).max(1));
+                    sluice::image::decode::jpeg_shrink((f64::from(w), f64::from(h)), out)
+                } else {
+                    1
+                };
+                let px = sluice::image::libjpeg::decode(&data, shrink, false, (w, h))
+                    .expect("libjpeg decode");
+                dims = (px.width as usize, px.height as usize);
+                std::hint::black_box(px);
+            }
             "zune" => {
                 let mut d = zune_jpeg::JpegDecoder::new(zune_core::bytestream::ZCursor::new(&data));
                 let px = d.decode().expect("zune decode");
@@ -57,13 +76,17 @@ fn main() {
                 let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(&data));
                 d.read_info().expect("info");
                 let i = d.info().expect("info");
-                let h = (u32::from(target) * u32::from(i.height) / u32::from(i.width)) as u16;
-                let (w, h) = d.scale(target, h).expect("scale");
+                let (w, h) = (u32::from(i.width), u32::from(i.height));
+                let out = (u32::from(target), (u32::from(target) * h / w).max(1));
+                let shrink = sluice::image::decode::jpeg_shrink((f64::from(w), f64::from(h)), out);
+                let (w, h) = d
+                    .scale(w.div_ceil(shrink) as u16, h.div_ceil(shrink) as u16)
+                    .expect("scale");
                 let px = d.decode().expect("jd decode");
                 dims = (w as usize, h as usize);
                 std::hint::black_box(px);
             }
-            _ => panic!("mode is zune or jd"),
+            _ => panic!("mode is libjpeg, libjpeg-full, zune or jd"),
         }
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }

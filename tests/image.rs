@@ -294,6 +294,10 @@ async fn odd_inputs_get_an_image_or_a_clear_error_and_the_server_lives() {
     let (_, _, cmyk) = get(&s.url("/img/_/w:200/plain/cmyk.jpg@png")).await;
     let db = psnr(&rgb(&cmyk), &rgb(&rgb_base));
     assert!(db > 30.0, "CMYK vs RGB original: {db:.1} dB");
+    // Arithmetic coding is the same picture as the Huffman-coded original.
+    let (_, _, arithmetic) = get(&s.url("/img/_/w:200/plain/arithmetic.jpg@png")).await;
+    let db = psnr(&rgb(&arithmetic), &rgb(&rgb_base));
+    assert!(db > 35.0, "arithmetic vs Huffman-coded: {db:.1} dB");
     let (status, _, _) = get(&s.url("/healthz")).await;
     assert_eq!(status, 200);
     // A 65500x65500 header cost nothing: no pixel buffer for it.
@@ -579,6 +583,38 @@ fn exif_orientation_of(data: &[u8], ext: &str) -> String {
         .expect("exiftool (libimage-exiftool-perl)");
     assert!(out.status.success(), "exiftool: {out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The ICC profile of an image file as exiftool reads it; empty if none.
+fn icc_profile_of(data: &[u8], ext: &str) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("sluice-icc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!("out.{ext}"));
+    std::fs::write(&file, data).unwrap();
+    let out = Command::new("exiftool")
+        .args(["-b", "-ICC_Profile"])
+        .arg(&file)
+        .output()
+        .expect("exiftool (libimage-exiftool-perl)");
+    assert!(out.status.success(), "exiftool: {out:?}");
+    out.stdout
+}
+
+#[tokio::test]
+async fn the_icc_profile_of_a_jpeg_source_is_kept_in_every_format() {
+    let samples = root().join("samples");
+    let source = std::fs::read(samples.join("rocket.jpg")).unwrap();
+    let profile = icc_profile_of(&source, "jpg");
+    assert!(profile.len() > 100, "rocket.jpg carries an ICC profile");
+    let s = Sluice::start(&["--origin", samples.to_str().unwrap()]);
+    for ext in ["jpg", "png", "webp"] {
+        let (status, _, body) = get(&s.url(&format!("/img/_/w:120/plain/rocket.jpg@{ext}"))).await;
+        assert_eq!(status, 200, "{ext}");
+        assert!(
+            icc_profile_of(&body, ext) == profile,
+            "{ext}: profile differs or is missing"
+        );
+    }
 }
 
 #[tokio::test]

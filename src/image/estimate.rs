@@ -8,7 +8,6 @@
 //! and flattened copies, and the encoder's working set and output. The
 //! compressed input is counted separately, as it arrives.
 
-use super::decode::use_scaled_decoder;
 use super::geometry::Plan;
 use super::pipeline::shrink_for;
 use super::probe::{Probe, SourceFormat};
@@ -44,16 +43,15 @@ pub fn variants_job_bytes(p: &Probe, plans: &[Plan]) -> u64 {
         0
     };
     let (decoded_px, decode_peak) = match p.format {
-        SourceFormat::Jpeg if use_scaled_decoder(p, shrink) => {
+        SourceFormat::Jpeg => {
+            // libjpeg: the output at the DCT scale, a progressive file's
+            // coefficients, and a few MCU rows of samples per component
+            // (16 rows of the scaled width, twice; a CMYK row buffer).
             let s = u64::from(shrink);
             let dpx = w.div_ceil(s) * h.div_ceil(s);
-            // jpeg-decoder keeps per-component planes beside the output.
-            (
-                dpx,
-                dpx * out_ch + dpx * u64::from(p.planes_x16) / 16 + coefficients,
-            )
+            let rows = w.div_ceil(s) * 32 * u64::from(p.planes_x16) / 16 + w.div_ceil(s) * 4;
+            (dpx, dpx * out_ch + coefficients + rows)
         }
-        SourceFormat::Jpeg => (px, px * out_ch + coefficients),
         // The GIF frame buffer plus the composed canvas.
         SourceFormat::Gif => (px, px * 8),
         // Lossless WebP decodes into ARGB before converting.

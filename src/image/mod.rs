@@ -35,6 +35,7 @@ pub mod estimate;
 pub mod etag;
 pub mod geometry;
 pub mod input;
+pub mod libjpeg;
 pub mod pipeline;
 pub mod probe;
 pub mod resize;

@@ -173,8 +173,10 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
                 if matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF) {
                     return Err(unprocessable("lossless JPEG is not supported"));
                 }
-                if matches!(marker, 0xC9..=0xCB) || matches!(marker, 0xCD..=0xCF) {
-                    return Err(unprocessable("arithmetic-coded JPEG is not supported"));
+                // Arithmetic coding (SOF9, SOF10) decodes; hierarchical
+                // (differential) JPEG is not supported by libjpeg either.
+                if matches!(marker, 0xC5..=0xC7 | 0xCD..=0xCF) {
+                    return Err(unprocessable("hierarchical JPEG is not supported"));
                 }
                 if seg.len() < 6 {
                     return Err(unprocessable("corrupt JPEG: short frame header"));
@@ -212,7 +214,7 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
                     width: be16(seg, 3).unwrap_or(0),
                     components,
                     alpha: false,
-                    progressive: matches!(marker, 0xC2 | 0xC6),
+                    progressive: matches!(marker, 0xC2 | 0xCA),
                     orientation,
                     planes_x16,
                 }));
@@ -297,14 +299,47 @@ fn orientation_value_at(tiff: &[u8]) -> Option<(usize, bool)> {
     })
 }
 
-/// The TIFF-structured EXIF block of a JPEG (its APP1 `Exif` segment),
-/// found by walking the markers before the image data.
+/// The TIFF-structured EXIF block of a JPEG (its APP1 `Exif` segment).
 pub fn jpeg_exif(d: &[u8]) -> Option<&[u8]> {
-    if d.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut at = 2;
-    loop {
+    jpeg_segments(d).find_map(|(marker, body)| match marker {
+        0xE1 => body.strip_prefix(b"Exif\0\0"),
+        _ => None,
+    })
+}
+
+/// Whether a JPEG has an Adobe APP14 segment (its CMYK is stored inverted).
+pub fn jpeg_is_adobe(d: &[u8]) -> bool {
+    jpeg_segments(d).any(|(marker, body)| marker == 0xEE && body.starts_with(b"Adobe"))
+}
+
+/// A JPEG's ICC profile: the payloads of its APP2 `ICC_PROFILE` segments,
+/// joined in their sequence order. None if absent or inconsistent.
+pub fn jpeg_icc(d: &[u8]) -> Option<Vec<u8>> {
+    let mut chunks: Vec<(u8, u8, &[u8])> = jpeg_segments(d)
+        .filter(|&(marker, _)| marker == 0xE2)
+        .filter_map(|(_, body)| {
+            let rest = body.strip_prefix(b"ICC_PROFILE\0")?;
+            Some((*rest.first()?, *rest.get(1)?, rest.get(2..)?))
+        })
+        .collect();
+    let count = chunks.first()?.1;
+    chunks.sort_by_key(|c| c.0);
+    let complete = chunks.len() == usize::from(count)
+        && chunks
+            .iter()
+            .enumerate()
+            .all(|(i, c)| c.1 == count && usize::from(c.0) == i + 1);
+    complete.then(|| chunks.iter().flat_map(|c| c.2).copied().collect())
+}
+
+/// The marker segments of a JPEG before its image data, as (marker, body).
+fn jpeg_segments(d: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut at = if d.starts_with(&[0xFF, 0xD8]) {
+        2
+    } else {
+        d.len()
+    };
+    std::iter::from_fn(move || loop {
         if *d.get(at)? != 0xFF {
             return None;
         }
@@ -314,17 +349,13 @@ pub fn jpeg_exif(d: &[u8]) -> Option<&[u8]> {
             continue;
         }
         if marker == 0xDA || marker == 0xD9 {
-            return None; // image data (or the end) reached without EXIF
+            return None; // image data (or the end) reached
         }
         let len = be16(d, at + 2)? as usize;
-        let body = d.get(at + 4..at + 2 + len)?;
-        if marker == 0xE1 {
-            if let Some(tiff) = body.strip_prefix(b"Exif\0\0") {
-                return Some(tiff);
-            }
-        }
-        at += 2 + len;
-    }
+        let body = d.get(at + 4..(at + 2 + len).max(at + 4))?;
+        at += 2 + len.max(2);
+        return Some((marker, body));
+    })
 }
 
 fn png(d: &[u8]) -> Result<Option<Probe>> {
@@ -420,6 +451,37 @@ fn webp(d: &[u8]) -> Result<Option<Probe>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn app_segment(marker: u8, body: &[u8]) -> Vec<u8> {
+        let mut seg = vec![0xFF, marker];
+        seg.extend_from_slice(&(body.len() as u16 + 2).to_be_bytes());
+        seg.extend_from_slice(body);
+        seg
+    }
+
+    fn icc_chunk(seq: u8, count: u8, payload: &[u8]) -> Vec<u8> {
+        let mut body = b"ICC_PROFILE\0".to_vec();
+        body.extend_from_slice(&[seq, count]);
+        body.extend_from_slice(payload);
+        app_segment(0xE2, &body)
+    }
+
+    #[test]
+    fn icc_chunks_are_joined_in_sequence_order_and_adobe_is_seen() {
+        let mut d = vec![0xFF, 0xD8];
+        d.extend(app_segment(0xE0, b"JFIF\0"));
+        d.extend(icc_chunk(2, 2, b"world"));
+        d.extend(app_segment(0xEE, b"Adobe\0\x64\0\0\0\0\x02"));
+        d.extend(icc_chunk(1, 2, b"hello "));
+        d.extend([0xFF, 0xDA, 0, 2]);
+        assert_eq!(jpeg_icc(&d).as_deref(), Some(&b"hello world"[..]));
+        assert!(jpeg_is_adobe(&d));
+        // A missing chunk means no profile rather than half of one.
+        let mut partial = vec![0xFF, 0xD8];
+        partial.extend(icc_chunk(1, 2, b"hello "));
+        assert_eq!(jpeg_icc(&partial), None);
+        assert!(!jpeg_is_adobe(&partial));
+    }
 
     /// A JPEG header with an EXIF orientation and a progressive SOF2 of
     /// 65500x65500: the probe reads it from 60-odd bytes, allocating nothing.

@@ -68,7 +68,7 @@ add restart-markers.jpg decode "baseline JPEG with restart markers (DRI, RSTn af
 cjpeg -quality 90 -progressive -restart 2B "$tmp/base.ppm" >"$out/progressive-restart.jpg"
 add progressive-restart.jpg decode "progressive JPEG with restart markers every 2 MCUs, 4:2:0, q90, 400x300"
 cjpeg -quality 90 -arithmetic "$tmp/base.ppm" >"$out/arithmetic.jpg"
-add arithmetic.jpg maybe "JPEG with arithmetic coding (SOF9); valid but many decoders (zune-jpeg, browsers) do not support it"
+add arithmetic.jpg decode "JPEG with arithmetic coding (SOF9); valid, but many decoders (zune-jpeg, jpeg-decoder, browsers) do not support it; libjpeg-turbo does"
 
 im "$tmp/base.ppm" -strip -gravity center -crop 1x1+0+0 +repage -quality 90 "$out/tiny-1x1.jpg"
 add tiny-1x1.jpg decode "baseline JPEG, 1x1 pixel (centre pixel of the photo)"
