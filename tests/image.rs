@@ -567,6 +567,28 @@ async fn identical_concurrent_requests_are_computed_once() {
     assert!(bodies.windows(2).all(|w| w[0] == w[1]));
     assert_eq!(hits.load(Ordering::SeqCst), 1, "one origin fetch");
     assert_eq!(processed_count(&s, 1).await, 1, "one processing");
+
+    // A cache buster (imgproxy's `cb`) makes each request its own result:
+    // same picture, its own ETag, computed again.
+    let busted: Vec<_> = ["cb:a", "cb:b"]
+        .map(|cb| s.url(&format!("/img/_/rs:fill:120:120/{cb}/plain/sunset.jpg")))
+        .map(|url| tokio::spawn(async move { get(&url).await }))
+        .into_iter()
+        .collect();
+    let mut etags = Vec::new();
+    for t in busted {
+        let (status, headers, body) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, bodies[0], "cb does not change the picture");
+        etags.push(headers["etag"].clone());
+    }
+    assert_ne!(etags[0], etags[1]);
+    assert_eq!(hits.load(Ordering::SeqCst), 3, "one fetch per cache buster");
+    assert_eq!(
+        processed_count(&s, 3).await,
+        3,
+        "one processing per cache buster"
+    );
 }
 
 /// EXIF Orientation of an image file as exiftool reads it (JPEG APP1, PNG

@@ -2,7 +2,8 @@
 # Thumbnail benchmark (issue 4): 800-px-wide JPEG thumbnails (q80) of real
 # photos (bench/out/corpus, 1-18 MP, baseline and progressive), same machine,
 # same run, one server at a time:
-#   sluice (release build)   /img/_/rs:fit:800:0/q:80/plain/NAME@jpg
+#   sluice (release build)   /img/_/rs:fit:800:0/q:80/cb:{n}/plain/NAME@jpg
+#                            ({n}: unique per request, so nothing is coalesced)
 #   thumbor (PyPI, venv)     /unsafe/800x0/NAME   (QUALITY=80, file loader)
 #   nginx image_filter       image_filter resize 800 -; jpeg quality 80
 #   vipsthumbnail            the same files, 4 in parallel (xargs -P4)
@@ -51,7 +52,7 @@ stop() { pkill -P "$1" 2>/dev/null || true; kill "$1" 2>/dev/null || true; wait 
 
 for rep in $(seq 1 "$REPEATS"); do
   # --- sluice
-  printf '/img/_/rs:fit:800:0/q:80/plain/%s@jpg\n' "${FILES[@]}" > "$RUN/paths-sluice.txt"
+  printf '/img/_/rs:fit:800:0/q:80/cb:{n}/plain/%s@jpg\n' "${FILES[@]}" > "$RUN/paths-sluice.txt"
   "$SLUICE" --origin "$CORPUS" --listen "127.0.0.1:$PORT" --admin-listen "127.0.0.1:$((PORT + 1))" \
      --memory-budget "$BUDGET" > "$RUN/sluice.log" 2>&1 &
   pid=$!

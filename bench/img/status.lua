@@ -1,5 +1,8 @@
 -- wrk script: rotate over paths (file in the first argument, one per line)
 -- and count response statuses per thread; done() prints "status count".
+-- "{n}" in a path becomes a value unique to this request (thread id and a
+-- counter): with sluice's `cb:{n}` no two requests share one result, so
+-- request coalescing cannot serve several clients from one computation.
 local paths = {}
 local i = 0
 local counter = 0
@@ -19,9 +22,12 @@ function init(args)
   statuses = {}
 end
 
+local sent = 0
 function request()
   i = (i % #paths) + 1
-  return wrk.format("GET", paths[i])
+  sent = sent + 1
+  local path = paths[i]:gsub("{n}", (id or 0) .. "-" .. sent)
+  return wrk.format("GET", path)
 end
 
 function response(status, headers, body)
