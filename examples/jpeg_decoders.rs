@@ -60,7 +60,8 @@ fn main() {
                 } else {
                     1
                 };
-                let px = sluice::image::libjpeg::decode(&data, shrink, false, (w, h))
+                let never = std::sync::atomic::AtomicBool::new(false);
+                let px = sluice::image::libjpeg::decode(&data, shrink, false, (w, h), &never)
                     .expect("libjpeg decode");
                 dims = (px.width as usize, px.height as usize);
                 std::hint::black_box(px);

@@ -665,3 +665,68 @@ async fn exif_is_stripped_by_default_and_kept_upright_with_sm_0() {
         assert_eq!(exif_orientation_of(&body, ext), "6", "{ext}: kept as is");
     }
 }
+
+/// `jpeg` with its scan number `scan` (0-based) repeated `copies` more
+/// times before EOI: a "scan bomb", each copy one more pass over every
+/// block (libjpeg warns "inconsistent progression" and decodes on).
+fn with_repeated_scan(jpeg: &[u8], scan: usize, copies: usize) -> Vec<u8> {
+    let sos: Vec<usize> = jpeg
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w == &[0xFF, 0xDA])
+        .map(|(i, _)| i)
+        .collect();
+    let eoi = jpeg.len() - 2;
+    assert_eq!(&jpeg[eoi..], [0xFF, 0xD9]);
+    let end = sos.get(scan + 1).copied().unwrap_or(eoi);
+    let mut out = jpeg[..eoi].to_vec();
+    for _ in 0..copies {
+        out.extend_from_slice(&jpeg[sos[scan]..end]);
+    }
+    out.extend_from_slice(&jpeg[eoi..]);
+    out
+}
+
+#[tokio::test]
+async fn a_scan_bomb_is_refused_and_a_long_decode_stops_at_the_timeout() {
+    let dir = std::env::temp_dir().join(format!("sluice-scans-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Over the limit: 600 copies of the DC scan of a 400x300 file.
+    let small = std::fs::read(odd_dir().join("progressive.jpg")).unwrap();
+    std::fs::write(dir.join("bomb.jpg"), with_repeated_scan(&small, 0, 600)).unwrap();
+    // Under the limit but slow: 11 MP progressive, its DC refinement scan
+    // (all components, every block) 480 more times: seconds of decoding.
+    let big = dir.join("big.jpg");
+    let made = Command::new("convert")
+        .arg(root().join("samples/sunset.jpg"))
+        .args(["-resize", "200%", "-quality", "90", "-interlace", "JPEG"])
+        .arg(&big)
+        .status()
+        .expect("ImageMagick's convert");
+    assert!(made.success());
+    let big_bytes = std::fs::read(&big).unwrap();
+    std::fs::write(dir.join("slow.jpg"), with_repeated_scan(&big_bytes, 6, 480)).unwrap();
+    std::fs::copy(root().join("samples/rocket.jpg"), dir.join("rocket.jpg")).unwrap();
+
+    let s = Sluice::start(&[
+        "--origin",
+        dir.to_str().unwrap(),
+        "--workers",
+        "1",
+        "--processing-timeout",
+        "1s",
+    ]);
+    let (status, _, body) = get(&s.url("/img/_/w:100/plain/bomb.jpg")).await;
+    assert_eq!(status, 422);
+    let reason = String::from_utf8_lossy(&body);
+    assert!(reason.contains("more than 500 scans"), "{reason}");
+
+    // The slow file times out (503); its decode must then stop at once:
+    // with one worker, the next request only gets 200 within its own 1 s
+    // if the worker is free, not still decoding for seconds.
+    let (status, _, _) = get(&s.url("/img/_/w:100/plain/slow.jpg")).await;
+    assert_eq!(status, 503);
+    let (status, _, body) = get(&s.url("/img/_/w:100/plain/rocket.jpg")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let _ = std::fs::remove_dir_all(&dir);
+}

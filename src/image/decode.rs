@@ -5,6 +5,7 @@
 //! measurement); PNG, GIF and WebP through pure-Rust crates.
 
 use std::io::Cursor;
+use std::sync::atomic::AtomicBool;
 
 use super::libjpeg;
 use super::probe::{jpeg_icc, jpeg_is_adobe, Probe, SourceFormat};
@@ -49,24 +50,41 @@ pub fn jpeg_shrink(region: (f64, f64), out: (u32, u32)) -> u32 {
 }
 
 /// Decode `data`. For JPEG, `shrink` (from [`jpeg_shrink`]) may reduce the
-/// decoded size; the caller maps its plan with the actual dimensions.
-pub fn decode(data: &[u8], probe: &Probe, shrink: u32, keep_icc: bool) -> Result<Decoded> {
+/// decoded size; the caller maps its plan with the actual dimensions. A
+/// JPEG decode stops early (503) once `cancelled` is set.
+pub fn decode(
+    data: &[u8],
+    probe: &Probe,
+    shrink: u32,
+    keep_icc: bool,
+    cancelled: &AtomicBool,
+) -> Result<Decoded> {
     match probe.format {
-        SourceFormat::Jpeg => jpeg(data, probe, shrink, keep_icc),
+        SourceFormat::Jpeg => jpeg(data, probe, shrink, keep_icc, cancelled),
         SourceFormat::Png => png(data, keep_icc),
         SourceFormat::Gif => gif(data),
         SourceFormat::Webp => webp(data, keep_icc),
     }
 }
 
-fn jpeg(data: &[u8], probe: &Probe, shrink: u32, keep_icc: bool) -> Result<Decoded> {
+fn jpeg(
+    data: &[u8],
+    probe: &Probe,
+    shrink: u32,
+    keep_icc: bool,
+    cancelled: &AtomicBool,
+) -> Result<Decoded> {
     let bitmap = libjpeg::decode(
         data,
         shrink,
         jpeg_is_adobe(data),
         (probe.width, probe.height),
+        cancelled,
     )
-    .map_err(|e| corrupt(SourceFormat::Jpeg, e))?;
+    .map_err(|failure| match failure {
+        libjpeg::Failure::Corrupt(e) => corrupt(SourceFormat::Jpeg, e),
+        libjpeg::Failure::Cancelled => Error::new(Kind::Unavailable, "processing timed out"),
+    })?;
     Ok(Decoded {
         bitmap,
         icc: if keep_icc { jpeg_icc(data) } else { None },

@@ -18,35 +18,116 @@
 //! `err` pointer. Errors unwind out of libjpeg (the `C-unwind` ABI, as the
 //! mozjpeg crate does itself) and are caught here, in the one function
 //! that calls into it.
+//!
+//! The same hook watches the decode while libjpeg runs: libjpeg reports
+//! every start of scan as a trace message, so a progressive file with
+//! more than [`MAX_SCANS`] scans (a "scan bomb": each scan is a pass over
+//! every block, so a small file can cost minutes) fails, and a cancelled
+//! job (`--processing-timeout`) stops at the next scan or row band rather
+//! than after the whole decode.
 
 #![allow(unsafe_code)]
 
+use std::cell::Cell;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mozjpeg::{Decompress, Format};
 use mozjpeg_sys as ffi;
 
 use super::decode::Bitmap;
 
-/// Why libjpeg gave up: its message, or the damage a warning reported.
-struct LibjpegFailure(String);
+/// More scans than any encoder writes (libjpeg's own progressive script
+/// has 10, mozjpeg's a few more); djpeg's `-maxscans` guards the same way.
+pub const MAX_SCANS: u32 = 500;
+
+/// Rows decoded between two looks at the cancel flag.
+const ROWS_PER_CHECK: usize = 64;
+
+/// Why a decode stopped.
+#[derive(Debug)]
+pub enum Failure {
+    /// Damaged or unsupported data, with libjpeg's reason.
+    Corrupt(String),
+    /// The job was cancelled (its processing timeout passed).
+    Cancelled,
+}
 
 /// Decode a whole JPEG at `1/shrink` of its size (`shrink` is 1, 2, 4 or 8)
 /// into gray or RGB. `adobe` says the file has an Adobe APP14 segment: its
 /// CMYK is stored inverted (as Photoshop writes it). `expect` is the size
-/// the header had when probed; a different one is refused.
-pub fn decode(data: &[u8], shrink: u32, adobe: bool, expect: (u32, u32)) -> Result<Bitmap, String> {
+/// the header had when probed; a different one is refused. `cancelled` is
+/// looked at during the decode.
+pub fn decode(
+    data: &[u8],
+    shrink: u32,
+    adobe: bool,
+    expect: (u32, u32),
+    cancelled: &AtomicBool,
+) -> Result<Bitmap, Failure> {
+    let _watch = Watch::start(cancelled);
     match catch_unwind(AssertUnwindSafe(|| {
-        decode_unguarded(data, shrink, adobe, expect)
+        decode_unguarded(data, shrink, adobe, expect, cancelled)
     })) {
         Ok(result) => result,
-        Err(payload) => Err(match payload.downcast::<LibjpegFailure>() {
-            Ok(failure) => failure.0,
+        Err(payload) => Err(match payload.downcast::<Failure>() {
+            Ok(failure) => *failure,
             // Not ours (an allocation failure, a bug): let the worker's
             // own catch_unwind report it.
             Err(other) => resume_unwind(other),
         }),
+    }
+}
+
+/// What the warning hook needs while this thread decodes: scans seen so
+/// far and the job's cancel flag. A thread-local, because libjpeg calls
+/// the hook with nothing of ours; set for exactly one decode by
+/// [`Watch::start`] and cleared when that guard drops (unwinding too).
+#[derive(Clone, Copy)]
+struct WatchState {
+    scans: u32,
+    cancelled: *const AtomicBool,
+}
+
+thread_local! {
+    static WATCH: Cell<Option<WatchState>> = const { Cell::new(None) };
+}
+
+struct Watch;
+
+impl Watch {
+    fn start(cancelled: &AtomicBool) -> Watch {
+        WATCH.set(Some(WatchState {
+            scans: 0,
+            cancelled,
+        }));
+        Watch
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        WATCH.set(None);
+    }
+}
+
+/// Called from the hook at every start of scan.
+fn scan_started() {
+    let Some(mut state) = WATCH.get() else {
+        return;
+    };
+    state.scans += 1;
+    WATCH.set(Some(state));
+    if state.scans > MAX_SCANS {
+        resume_unwind(Box::new(Failure::Corrupt(format!(
+            "more than {MAX_SCANS} scans"
+        ))));
+    }
+    // SAFETY: the pointer comes from the `&AtomicBool` that `decode` holds
+    // for as long as the Watch (and so this state) exists.
+    if unsafe { &*state.cancelled }.load(Ordering::Relaxed) {
+        resume_unwind(Box::new(Failure::Cancelled));
     }
 }
 
@@ -55,13 +136,20 @@ fn decode_unguarded(
     shrink: u32,
     adobe: bool,
     expect: (u32, u32),
-) -> Result<Bitmap, String> {
-    let io = |e: std::io::Error| e.to_string();
+    cancelled: &AtomicBool,
+) -> Result<Bitmap, Failure> {
+    let io = |e: std::io::Error| Failure::Corrupt(e.to_string());
+    let check = || match cancelled.load(Ordering::Relaxed) {
+        true => Err(Failure::Cancelled),
+        false => Ok(()),
+    };
     let mut d = Decompress::with_err(strict_error_mgr())
         .from_mem(data)
         .map_err(io)?;
     if (d.width() as u64, d.height() as u64) != (u64::from(expect.0), u64::from(expect.1)) {
-        return Err("header changed between probe and decode".into());
+        return Err(Failure::Corrupt(
+            "header changed between probe and decode".into(),
+        ));
     }
     let numerator = match shrink {
         8 => 1,
@@ -74,14 +162,20 @@ fn decode_unguarded(
         Format::RGB(mut s) => {
             let (w, h) = (s.width(), s.height());
             let mut px = vec![0u8; w * h * 3];
-            s.read_scanlines_into(&mut px).map_err(io)?;
+            for band in px.chunks_mut(w * 3 * ROWS_PER_CHECK) {
+                check()?;
+                s.read_scanlines_into(band).map_err(io)?;
+            }
             s.finish().map_err(io)?;
             (px, w, h, 3)
         }
         Format::Gray(mut s) => {
             let (w, h) = (s.width(), s.height());
             let mut px = vec![0u8; w * h];
-            s.read_scanlines_into(&mut px).map_err(io)?;
+            for band in px.chunks_mut(w * ROWS_PER_CHECK) {
+                check()?;
+                s.read_scanlines_into(band).map_err(io)?;
+            }
             s.finish().map_err(io)?;
             (px, w, h, 1)
         }
@@ -90,7 +184,10 @@ fn decode_unguarded(
             let (w, h) = (s.width(), s.height());
             let mut px = vec![0u8; w * h * 3];
             let mut row = vec![0u8; w * 4];
-            for out in px.chunks_exact_mut(w * 3) {
+            for (y, out) in px.chunks_exact_mut(w * 3).enumerate() {
+                if y % ROWS_PER_CHECK == 0 {
+                    check()?;
+                }
                 s.read_scanlines_into(&mut row).map_err(io)?;
                 cmyk_row_to_rgb(&row, out, adobe);
             }
@@ -100,8 +197,8 @@ fn decode_unguarded(
     };
     Ok(Bitmap {
         pixels,
-        width: u32::try_from(width).map_err(|_| "too wide")?,
-        height: u32::try_from(height).map_err(|_| "too tall")?,
+        width: u32::try_from(width).map_err(|_| Failure::Corrupt("too wide".into()))?,
+        height: u32::try_from(height).map_err(|_| Failure::Corrupt("too tall".into()))?,
         channels,
     })
 }
@@ -131,6 +228,8 @@ fn strict_error_mgr() -> ffi::jpeg_error_mgr {
     unsafe { ffi::jpeg_std_error(&mut err) };
     err.error_exit = Some(fail);
     err.emit_message = Some(warn);
+    // Level-1 trace messages include "start of scan", which the hook counts.
+    err.trace_level = 1;
     err
 }
 
@@ -146,23 +245,27 @@ const HARMLESS_WARNINGS: [ffi::J_MESSAGE_CODE; 4] = [
 ];
 
 extern "C-unwind" fn warn(cinfo: &mut ffi::jpeg_common_struct, level: c_int) {
-    if level >= 0 {
-        return; // trace messages, not warnings
-    }
     // SAFETY: libjpeg calls this with the cinfo it was created with, whose
     // `err` is the error manager from strict_error_mgr, alive meanwhile.
     let code = unsafe { cinfo.err.as_ref() }.map_or(-1, |e| e.msg_code);
+    if level >= 0 {
+        // A trace message, not a warning.
+        if code == ffi::JTRC_SOS {
+            scan_started();
+        }
+        return;
+    }
     if HARMLESS_WARNINGS.contains(&code) {
         return;
     }
-    resume_unwind(Box::new(LibjpegFailure(format!(
+    resume_unwind(Box::new(Failure::Corrupt(format!(
         "corrupt data: {}",
         message(cinfo)
     ))));
 }
 
 extern "C-unwind" fn fail(cinfo: &mut ffi::jpeg_common_struct) {
-    resume_unwind(Box::new(LibjpegFailure(message(cinfo))));
+    resume_unwind(Box::new(Failure::Corrupt(message(cinfo))));
 }
 
 /// libjpeg's text for its last message ("Premature end of JPEG file").
@@ -203,7 +306,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        let e = decode(b"\xFF\xD8\xFF\xE0not a jpeg at all", 1, false, (1, 1));
-        assert!(e.is_err());
+        let e = decode(
+            b"\xFF\xD8\xFF\xE0not a jpeg at all",
+            1,
+            false,
+            (1, 1),
+            &AtomicBool::new(false),
+        );
+        assert!(matches!(e, Err(Failure::Corrupt(_))), "{e:?}");
     }
 }

@@ -112,7 +112,7 @@ pub fn run(
     cancelled: &AtomicBool,
 ) -> Result<ProcessedImage> {
     let plan = plan(p.width, p.height, p.orientation, options);
-    let decoded = decode(data, p, shrink_for(p, &[plan]), true)?;
+    let decoded = decode(data, p, shrink_for(p, &[plan]), true, cancelled)?;
     check(cancelled)?;
     let icc = decoded.icc;
     let metadata = SourceMetadata {
@@ -147,7 +147,7 @@ pub fn run_variants(
         .iter()
         .map(|(o, _)| plan(p.width, p.height, p.orientation, o))
         .collect();
-    let decoded = decode(data, p, shrink_for(p, &plans), true)?;
+    let decoded = decode(data, p, shrink_for(p, &plans), true, cancelled)?;
     check(cancelled)?;
     let metadata = SourceMetadata {
         icc: decoded.icc.as_deref(),
