@@ -607,7 +607,18 @@ async fn options_and_variants_make_processed_entries_from_one_fetch() {
     assert_eq!(got.status, 200);
     assert_eq!(got.headers["accept-ranges"], "none", "processed: streamed");
     assert!(got.headers.get("content-length").is_none());
-    let entries = entries_of(&got.body.unwrap(), "variants");
+    let zip = got.body.unwrap();
+    // Processed entries carry their source's Last-Modified (Tue, 14 Nov
+    // 2023 22:13:20 GMT at this origin), like pass-through entries.
+    let listed = check_all(&temp_file("variants-times", &zip));
+    assert!(
+        listed
+            .iter()
+            .all(|l| l.date_time == [2023, 11, 14, 22, 13, 20]),
+        "{:?}",
+        listed.iter().map(|l| &l.date_time).collect::<Vec<_>>()
+    );
+    let entries = entries_of(&zip, "variants");
     let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
     assert_eq!(
         names,

@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, LAST_MODIFIED};
 use http::StatusCode;
 
 use super::estimate::variants_job_bytes;
@@ -48,6 +48,8 @@ pub struct VariantOutput {
     pub format: OutputFormat,
     pub width: u32,
     pub height: u32,
+    /// The source's Last-Modified, if the origin sent one.
+    pub last_modified: Option<std::time::SystemTime>,
     pub held: Reservation,
 }
 
@@ -105,6 +107,11 @@ impl ImageService {
                 ),
             ));
         }
+        let last_modified = response
+            .headers
+            .get(LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok());
         let content_length = response
             .headers
             .get(CONTENT_LENGTH)
@@ -179,6 +186,7 @@ impl ImageService {
                 format: image.format,
                 width: image.width,
                 height: image.height,
+                last_modified,
                 held,
             }));
         }

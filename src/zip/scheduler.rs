@@ -242,7 +242,7 @@ async fn process(
             OpenedEntry {
                 meta: EntryMeta {
                     length: Some(length),
-                    last_modified: None,
+                    last_modified: out.last_modified,
                     content_type: Some(out.format.mime().to_string()),
                 },
                 chunks,

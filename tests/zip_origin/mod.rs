@@ -260,6 +260,8 @@ async fn respond(
                         full(StatusCode::OK, data)
                     };
                     r.headers_mut().insert("content-length", len.into());
+                    r.headers_mut()
+                        .insert("last-modified", HeaderValue::from_static(LAST_MODIFIED));
                     r.headers_mut().insert(
                         "content-type",
                         HeaderValue::from_static("application/octet-stream"),
