@@ -591,35 +591,34 @@ async fn identical_concurrent_requests_are_computed_once() {
     );
 }
 
-/// EXIF Orientation of an image file as exiftool reads it (JPEG APP1, PNG
-/// eXIf, WebP EXIF chunk); "" when the file has no EXIF.
-fn exif_orientation_of(data: &[u8], ext: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("sluice-exif-{}", std::process::id()));
+/// What exiftool prints with `args` for an image file holding `data`.
+fn exiftool(data: &[u8], ext: &str, args: &[&str]) -> Vec<u8> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sluice-exiftool-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("out.{ext}"));
+    let file = dir.join(format!("out-{n}.{ext}"));
     std::fs::write(&file, data).unwrap();
     let out = Command::new("exiftool")
-        .args(["-s3", "-n", "-Orientation"])
+        .args(args)
         .arg(&file)
         .output()
         .expect("exiftool (libimage-exiftool-perl)");
     assert!(out.status.success(), "exiftool: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    let _ = std::fs::remove_file(&file);
+    out.stdout
+}
+
+/// EXIF Orientation of an image file as exiftool reads it (JPEG APP1, PNG
+/// eXIf, WebP EXIF chunk); "" when the file has no EXIF.
+fn exif_orientation_of(data: &[u8], ext: &str) -> String {
+    let out = exiftool(data, ext, &["-s3", "-n", "-Orientation"]);
+    String::from_utf8_lossy(&out).trim().to_string()
 }
 
 /// The ICC profile of an image file as exiftool reads it; empty if none.
 fn icc_profile_of(data: &[u8], ext: &str) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("sluice-icc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("out.{ext}"));
-    std::fs::write(&file, data).unwrap();
-    let out = Command::new("exiftool")
-        .args(["-b", "-ICC_Profile"])
-        .arg(&file)
-        .output()
-        .expect("exiftool (libimage-exiftool-perl)");
-    assert!(out.status.success(), "exiftool: {out:?}");
-    out.stdout
+    exiftool(data, ext, &["-b", "-ICC_Profile"])
 }
 
 #[tokio::test]
@@ -664,6 +663,47 @@ async fn exif_is_stripped_by_default_and_kept_upright_with_sm_0() {
         assert_eq!(status, 200);
         assert_eq!(exif_orientation_of(&body, ext), "6", "{ext}: kept as is");
     }
+}
+
+#[tokio::test]
+async fn xmp_is_stripped_by_default_and_kept_with_sm_0() {
+    let dir = std::env::temp_dir().join(format!("sluice-xmp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("xmp.jpg");
+    std::fs::copy(odd_dir().join("ycc-420.jpg"), &source).unwrap();
+    let tagged = Command::new("exiftool")
+        .args([
+            "-q",
+            "-overwrite_original",
+            "-XMP-dc:Title=sluice keeps this",
+        ])
+        .arg(&source)
+        .status()
+        .expect("exiftool (libimage-exiftool-perl)");
+    assert!(tagged.success());
+    let title = |data: &[u8], ext: &str| {
+        let out = exiftool(data, ext, &["-s3", "-XMP-dc:Title"]);
+        String::from_utf8_lossy(&out).trim().to_string()
+    };
+    assert_eq!(
+        title(&std::fs::read(&source).unwrap(), "jpg"),
+        "sluice keeps this"
+    );
+    let s = Sluice::start(&["--origin", dir.to_str().unwrap()]);
+    for ext in ["jpg", "png", "webp"] {
+        let (status, _, body) = get(&s.url(&format!("/img/_/w:100/plain/xmp.jpg@{ext}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(title(&body, ext), "", "{ext}: stripped by default");
+        let (status, _, body) =
+            get(&s.url(&format!("/img/_/w:100/sm:0/plain/xmp.jpg@{ext}"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            title(&body, ext),
+            "sluice keeps this",
+            "{ext}: kept with sm:0"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `jpeg` with its scan number `scan` (0-based) repeated `copies` more

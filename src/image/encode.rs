@@ -1,7 +1,7 @@
 //! Encoding a bitmap: JPEG (jpeg-encoder: baseline or progressive, 4:2:0
 //! below quality 90, 4:4:4 from 90 up), PNG (png) and WebP (lossy, at the
 //! same quality scale as JPEG, through libwebp: see [`super::webp_lossy`]).
-//! The ICC profile is embedded when given.
+//! The ICC profile, EXIF and XMP are embedded when given.
 
 use super::decode::Bitmap;
 use super::options::OutputFormat;
@@ -16,31 +16,36 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
     Error::internal(format!("{what} encoding failed: {e}"))
 }
 
-/// `exif` is a TIFF-structured EXIF block to embed (only with `sm:0`).
+/// Metadata to embed in an output.
+#[derive(Clone, Copy, Default)]
+pub struct Metadata<'a> {
+    pub icc: Option<&'a [u8]>,
+    /// A TIFF-structured EXIF block (only with `sm:0`).
+    pub exif: Option<&'a [u8]>,
+    /// An XMP packet (only with `sm:0`).
+    pub xmp: Option<&'a [u8]>,
+}
+
+/// The signature that starts an XMP APP1 segment in a JPEG.
+pub const JPEG_XMP_PREFIX: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
+
 pub fn encode(
     b: &Bitmap,
     format: OutputFormat,
     s: &EncodeSettings,
-    icc: Option<&[u8]>,
-    exif: Option<&[u8]>,
+    meta: Metadata<'_>,
 ) -> Result<Vec<u8>> {
     // A rough size guess keeps the output Vec from re-growing many times.
     let mut out = Vec::with_capacity(b.pixels.len() / 8 + 1024);
     match format {
-        OutputFormat::Jpeg => jpeg(b, s, icc, exif, &mut out)?,
-        OutputFormat::Png => png(b, icc, exif, &mut out)?,
-        OutputFormat::Webp => out = super::webp_lossy::encode(b, s.quality, icc, exif)?,
+        OutputFormat::Jpeg => jpeg(b, s, meta, &mut out)?,
+        OutputFormat::Png => png(b, meta, &mut out)?,
+        OutputFormat::Webp => out = super::webp_lossy::encode(b, s.quality, meta)?,
     }
     Ok(out)
 }
 
-fn jpeg(
-    b: &Bitmap,
-    s: &EncodeSettings,
-    icc: Option<&[u8]>,
-    exif: Option<&[u8]>,
-    out: &mut Vec<u8>,
-) -> Result<()> {
+fn jpeg(b: &Bitmap, s: &EncodeSettings, meta: Metadata<'_>, out: &mut Vec<u8>) -> Result<()> {
     use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
     let color = match b.channels {
         1 => ColorType::Luma,
@@ -60,13 +65,18 @@ fn jpeg(
     });
     e.set_progressive(s.jpeg_progressive);
     e.set_optimized_huffman_tables(true);
-    if let Some(icc) = icc {
+    if let Some(icc) = meta.icc {
         e.add_icc_profile(icc).map_err(|e| failed("JPEG", e))?;
     }
-    if let Some(tiff) = exif {
-        let app1 = [b"Exif\0\0".as_slice(), tiff].concat();
+    let app1s = [
+        meta.exif.map(|tiff| (b"Exif\0\0".as_slice(), tiff)),
+        meta.xmp.map(|packet| (JPEG_XMP_PREFIX, packet)),
+    ];
+    for (prefix, data) in app1s.into_iter().flatten() {
+        let app1 = [prefix, data].concat();
         // An APP1 segment holds at most 65533 bytes: a larger block is
-        // left out rather than failing the image.
+        // left out rather than failing the image (XMP's extended form,
+        // split over several segments, is not written).
         if app1.len() <= 65533 {
             e.add_app_segment(1, app1).map_err(|e| failed("JPEG", e))?;
         }
@@ -75,7 +85,7 @@ fn jpeg(
         .map_err(|e| failed("JPEG", e))
 }
 
-fn png(b: &Bitmap, icc: Option<&[u8]>, exif: Option<&[u8]>, out: &mut Vec<u8>) -> Result<()> {
+fn png(b: &Bitmap, meta: Metadata<'_>, out: &mut Vec<u8>) -> Result<()> {
     let mut info = png::Info::with_size(b.width, b.height);
     info.bit_depth = png::BitDepth::Eight;
     info.color_type = match b.channels {
@@ -84,8 +94,16 @@ fn png(b: &Bitmap, icc: Option<&[u8]>, exif: Option<&[u8]>, out: &mut Vec<u8>) -
         3 => png::ColorType::Rgb,
         _ => png::ColorType::Rgba,
     };
-    info.icc_profile = icc.map(std::borrow::Cow::Borrowed);
-    info.exif_metadata = exif.map(std::borrow::Cow::Borrowed);
+    info.icc_profile = meta.icc.map(std::borrow::Cow::Borrowed);
+    info.exif_metadata = meta.exif.map(std::borrow::Cow::Borrowed);
+    // XMP in PNG: an uncompressed iTXt chunk with this keyword (XMP spec
+    // part 3). A packet that is not UTF-8 is not XMP and is left out.
+    if let Some(text) = meta.xmp.and_then(|x| std::str::from_utf8(x).ok()) {
+        info.utf8_text.push(png::text_metadata::ITXtChunk::new(
+            "XML:com.adobe.xmp",
+            text,
+        ));
+    }
     let mut e = png::Encoder::with_info(out, info).map_err(|e| failed("PNG", e))?;
     e.set_compression(png::Compression::Fast);
     let mut w = e.write_header().map_err(|e| failed("PNG", e))?;

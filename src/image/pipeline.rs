@@ -14,10 +14,10 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::decode::{decode, jpeg_shrink, Bitmap};
-use super::encode::{encode, EncodeSettings};
+use super::encode::{encode, EncodeSettings, Metadata};
 use super::geometry::{orient, plan, Plan};
 use super::options::{Options, OutputFormat};
-use super::probe::{exif_upright, jpeg_exif, probe, Probe, SourceFormat};
+use super::probe::{exif_upright, jpeg_exif, jpeg_xmp, probe, Probe, SourceFormat};
 use super::resize::{flatten, resize};
 use crate::error::{Error, Kind, Result};
 
@@ -115,10 +115,7 @@ pub fn run(
     let decoded = decode(data, p, shrink_for(p, &[plan]), true, cancelled)?;
     check(cancelled)?;
     let icc = decoded.icc;
-    let metadata = SourceMetadata {
-        icc: icc.as_deref(),
-        exif: source_exif(data, p),
-    };
+    let metadata = source_metadata(data, p, icc.as_deref());
     finish(
         Cow::Owned(decoded.bitmap),
         metadata,
@@ -149,10 +146,7 @@ pub fn run_variants(
         .collect();
     let decoded = decode(data, p, shrink_for(p, &plans), true, cancelled)?;
     check(cancelled)?;
-    let metadata = SourceMetadata {
-        icc: decoded.icc.as_deref(),
-        exif: source_exif(data, p),
-    };
+    let metadata = source_metadata(data, p, decoded.icc.as_deref());
     let mut out = Vec::with_capacity(variants.len());
     for ((options, format), plan) in variants.iter().zip(&plans) {
         check(cancelled)?;
@@ -170,20 +164,15 @@ pub fn run_variants(
     Ok(out)
 }
 
-/// What a source carries besides pixels. The ICC profile is always kept
-/// (colours would shift without it); EXIF only with `sm:0`.
-#[derive(Clone, Copy)]
-struct SourceMetadata<'a> {
-    icc: Option<&'a [u8]>,
-    /// The TIFF-structured EXIF block (JPEG sources only).
-    exif: Option<&'a [u8]>,
-}
-
-fn source_exif<'a>(data: &'a [u8], p: &Probe) -> Option<&'a [u8]> {
-    if p.format == SourceFormat::Jpeg {
-        jpeg_exif(data)
-    } else {
-        None
+/// What a source carries besides pixels: its ICC profile, and (JPEG
+/// sources only) its EXIF block and XMP packet. The ICC profile is always
+/// kept (colours would shift without it); EXIF and XMP only with `sm:0`.
+fn source_metadata<'a>(data: &'a [u8], p: &Probe, icc: Option<&'a [u8]>) -> Metadata<'a> {
+    let jpeg = p.format == SourceFormat::Jpeg;
+    Metadata {
+        icc,
+        exif: jpeg.then(|| jpeg_exif(data)).flatten(),
+        xmp: jpeg.then(|| jpeg_xmp(data)).flatten(),
     }
 }
 
@@ -193,7 +182,7 @@ fn source_exif<'a>(data: &'a [u8], p: &Probe) -> Option<&'a [u8]> {
 #[allow(clippy::too_many_arguments)]
 fn finish(
     decoded: Cow<'_, Bitmap>,
-    metadata: SourceMetadata<'_>,
+    metadata: Metadata<'_>,
     p: &Probe,
     plan: &Plan,
     options: &Options,
@@ -242,7 +231,17 @@ fn finish(
         }),
         _ => None,
     };
-    let bytes = encode(&bitmap, format, &settings, metadata.icc, exif.as_deref())?;
+    let keep = !options.strip_metadata;
+    let bytes = encode(
+        &bitmap,
+        format,
+        &settings,
+        Metadata {
+            icc: metadata.icc,
+            exif: exif.as_deref(),
+            xmp: metadata.xmp.filter(|_| keep),
+        },
+    )?;
     Ok(ProcessedImage {
         bytes,
         format,

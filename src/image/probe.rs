@@ -307,6 +307,15 @@ pub fn jpeg_exif(d: &[u8]) -> Option<&[u8]> {
     })
 }
 
+/// The XMP packet of a JPEG (its APP1 segment with the XMP signature).
+/// Extended XMP (split over further segments) is not joined.
+pub fn jpeg_xmp(d: &[u8]) -> Option<&[u8]> {
+    jpeg_segments(d).find_map(|(marker, body)| match marker {
+        0xE1 => body.strip_prefix(super::encode::JPEG_XMP_PREFIX),
+        _ => None,
+    })
+}
+
 /// Whether a JPEG has an Adobe APP14 segment (its CMYK is stored inverted).
 pub fn jpeg_is_adobe(d: &[u8]) -> bool {
     jpeg_segments(d).any(|(marker, body)| marker == 0xEE && body.starts_with(b"Adobe"))

@@ -13,6 +13,7 @@ use std::ffi::c_int;
 use libwebp_sys as ffi;
 
 use super::decode::Bitmap;
+use super::encode::Metadata;
 use crate::error::{Error, Result};
 
 fn failed(why: impl std::fmt::Display) -> Error {
@@ -59,7 +60,7 @@ impl Drop for Mux {
 
 /// Encode `b` as lossy WebP at `quality` (1–100). Gray bitmaps are expanded
 /// to RGB (libwebp's simple API takes RGB or RGBA).
-pub fn encode(b: &Bitmap, quality: u8, icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>> {
+pub fn encode(b: &Bitmap, quality: u8, meta: Metadata<'_>) -> Result<Vec<u8>> {
     let dim = |v: u32| {
         c_int::try_from(v)
             .ok()
@@ -115,15 +116,15 @@ pub fn encode(b: &Bitmap, quality: u8, icc: Option<&[u8]>, exif: Option<&[u8]>) 
     if out.len == 0 {
         return Err(failed("libwebp returned no data"));
     }
-    if icc.is_none() && exif.is_none() {
+    if meta.icc.is_none() && meta.exif.is_none() && meta.xmp.is_none() {
         return Ok(out.as_slice().to_vec());
     }
-    with_metadata(out.as_slice(), icc, exif)
+    with_metadata(out.as_slice(), meta)
 }
 
-/// Re-wrap a simple-format WebP in the extended format with an ICC profile
-/// and/or an EXIF block.
-fn with_metadata(webp: &[u8], icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result<Vec<u8>> {
+/// Re-wrap a simple-format WebP in the extended format with an ICC
+/// profile, an EXIF block and/or an XMP packet.
+fn with_metadata(webp: &[u8], meta: Metadata<'_>) -> Result<Vec<u8>> {
     let mux = Mux(ffi::WebPMuxNew());
     if mux.0.is_null() {
         return Err(failed("WebPMuxNew"));
@@ -139,7 +140,12 @@ fn with_metadata(webp: &[u8], icc: Option<&[u8]>, exif: Option<&[u8]>) -> Result
         if ffi::WebPMuxSetImage(mux.0, &image, 1) != ok {
             return Err(failed("WebPMuxSetImage"));
         }
-        for (fourcc, data) in [(c"ICCP", icc), (c"EXIF", exif)] {
+        let chunks = [
+            (c"ICCP", meta.icc),
+            (c"EXIF", meta.exif),
+            (c"XMP ", meta.xmp),
+        ];
+        for (fourcc, data) in chunks {
             let Some(data) = data else { continue };
             let chunk = ffi::WebPData {
                 bytes: data.as_ptr(),
@@ -200,7 +206,7 @@ mod tests {
     fn lossy_rgb_gray_and_alpha_decode_back_close() {
         for channels in [1, 2, 3, 4] {
             let b = gradient(97, 61, channels);
-            let out = encode(&b, 90, None, None).unwrap();
+            let out = encode(&b, 90, Metadata::default()).unwrap();
             assert_eq!(&out[..4], b"RIFF");
             assert_eq!(&out[8..12], b"WEBP");
             // Lossy (VP8), with an alpha chunk only when there is alpha.
@@ -227,7 +233,15 @@ mod tests {
     fn icc_profile_is_embedded() {
         let b = gradient(40, 30, 3);
         let icc = b"fake icc profile bytes, kept verbatim".to_vec();
-        let out = encode(&b, 80, Some(&icc), None).unwrap();
+        let out = encode(
+            &b,
+            80,
+            Metadata {
+                icc: Some(&icc),
+                ..Metadata::default()
+            },
+        )
+        .unwrap();
         assert_eq!(&out[12..16], b"VP8X");
         let mut d = image_webp::WebPDecoder::new(std::io::Cursor::new(&out[..])).unwrap();
         assert_eq!(d.icc_profile().unwrap(), Some(icc));
@@ -237,9 +251,9 @@ mod tests {
     fn oversized_and_short_bitmaps_are_errors() {
         let mut b = gradient(10, 10, 3);
         b.width = 20_000;
-        assert!(encode(&b, 80, None, None).is_err());
+        assert!(encode(&b, 80, Metadata::default()).is_err());
         let mut b = gradient(10, 10, 3);
         b.pixels.truncate(50);
-        assert!(encode(&b, 80, None, None).is_err());
+        assert!(encode(&b, 80, Metadata::default()).is_err());
     }
 }
