@@ -3,7 +3,7 @@
 //! Conservative sums of the buffers each stage allocates (a reasoned upper
 //! bound, not yet calibrated stage by stage; tests/image.rs only asserts an
 //! overall VmHWM ceiling over the odd-image matrix): the decoder's
-//! output (and a progressive JPEG's full-size coefficients), the resizer's
+//! output (and the full-size coefficients of a progressive or non-interleaved JPEG), the resizer's
 //! intermediate (source width x output height) and output, the oriented
 //! and flattened copies, and the encoder's working set and output. The
 //! compressed input is counted separately, as it arrives.
@@ -36,7 +36,7 @@ pub fn variants_job_bytes(p: &Probe, plans: &[Plan]) -> u64 {
     };
     // Decoder: output bitmap plus its internal planes.
     let shrink = shrink_for(p, plans);
-    let coefficients = if p.format == SourceFormat::Jpeg && p.progressive {
+    let coefficients = if p.format == SourceFormat::Jpeg && p.coefficients_buffered {
         // i16 per sample of every plane, full size, whatever the scale.
         px * u64::from(p.planes_x16) * 2 / 16
     } else {
@@ -44,7 +44,7 @@ pub fn variants_job_bytes(p: &Probe, plans: &[Plan]) -> u64 {
     };
     let (decoded_px, decode_peak) = match p.format {
         SourceFormat::Jpeg => {
-            // libjpeg: the output at the DCT scale, a progressive file's
+            // libjpeg: the output at the DCT scale, a progressive (or non-interleaved) file's
             // coefficients, and a few MCU rows of samples per component
             // (16 rows of the scaled width, twice; a CMYK row buffer).
             let s = u64::from(shrink);
@@ -102,6 +102,7 @@ mod tests {
             components: 3,
             alpha: false,
             progressive,
+            coefficients_buffered: progressive,
             orientation: 1,
             planes_x16: 24,
         }

@@ -153,6 +153,8 @@ mod tests {
         d.extend_from_slice(&h.to_be_bytes());
         d.extend_from_slice(&w.to_be_bytes());
         d.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        // SOS of all three components (the probe reads up to here).
+        d.extend_from_slice(&[0xFF, 0xDA, 0, 12, 3, 1, 0, 2, 0x11, 3, 0x11, 0, 63, 0]);
         d
     }
 

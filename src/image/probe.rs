@@ -39,8 +39,13 @@ pub struct Probe {
     pub components: u8,
     /// Whether the decoded image may carry alpha.
     pub alpha: bool,
-    /// JPEG progressive (the decoder then holds full-size coefficients).
+    /// JPEG progressive.
     pub progressive: bool,
+    /// The JPEG decoder holds the whole image's coefficients before it can
+    /// output a row: progressive files, and sequential ones whose first
+    /// scan does not cover every component (non-interleaved scans),
+    /// exactly as libjpeg decides it.
+    pub coefficients_buffered: bool,
     /// EXIF orientation 1..=8 (1 when absent).
     pub orientation: u8,
     /// Sample planes per pixel, in sixteenths: JPEG 4:2:0 YCbCr is 24
@@ -130,10 +135,12 @@ fn le24(d: &[u8], at: usize) -> Option<u32> {
     ]))
 }
 
-/// Walk JPEG markers up to the frame header (SOFn).
+/// Walk JPEG markers up to the first scan header (SOS), past the frame
+/// header (SOFn).
 fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
     let mut at = 2;
     let mut orientation = 1;
+    let mut frame: Option<Probe> = None;
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.
         let Some(&first) = d.get(at) else {
@@ -152,11 +159,50 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
         if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
             continue; // standalone markers carry no length
         }
-        if marker == 0xD9 || marker == 0xDA {
-            return Err(unprocessable(
-                "corrupt JPEG: no frame header before scan data",
-            ));
+        let Some(found) = frame.filter(|_| matches!(marker, 0xD9 | 0xDA)) else {
+            if matches!(marker, 0xD9 | 0xDA) {
+                return Err(unprocessable(
+                    "corrupt JPEG: no frame header before scan data",
+                ));
+            }
+            // Any other marker: a segment, handled below.
+            at = match jpeg_segment(d, at, marker, &mut frame, &mut orientation)? {
+                Some(next) => next,
+                None => return Ok(None),
+            };
+            continue;
+        };
+        if marker == 0xD9 {
+            return Err(unprocessable("corrupt JPEG: no scan data"));
         }
+        // SOS: its component count says whether the scans interleave.
+        // Answer only once the whole scan header is here.
+        let Some(len) = be16(d, at) else {
+            return Ok(None);
+        };
+        let Some(sos) = d.get(at + 2..at + len.max(3) as usize) else {
+            return Ok(None);
+        };
+        let in_scan = sos[0];
+        return Ok(Some(Probe {
+            coefficients_buffered: found.progressive || in_scan < found.components,
+            orientation,
+            ..found
+        }));
+    }
+}
+
+/// One segment of a JPEG header at `at` (just past its marker): records
+/// the frame header and the EXIF orientation. The offset of the next
+/// marker, or None when more bytes are needed.
+fn jpeg_segment(
+    d: &[u8],
+    at: usize,
+    marker: u8,
+    frame: &mut Option<Probe>,
+    orientation: &mut u8,
+) -> Result<Option<usize>> {
+    {
         let Some(len) = be16(d, at) else {
             return Ok(None);
         };
@@ -167,7 +213,7 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
         let body = at + 2..at + len;
         match marker {
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                let Some(seg) = d.get(body) else {
+                let Some(seg) = d.get(body.clone()) else {
                     return Ok(None);
                 };
                 if matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF) {
@@ -208,28 +254,33 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
                     .iter()
                     .map(|&(h, v)| (16 * h * v).div_ceil(h_max * v_max))
                     .sum();
-                return Ok(Some(Probe {
+                if frame.is_some() {
+                    return Err(unprocessable("corrupt JPEG: two frame headers"));
+                }
+                let progressive = matches!(marker, 0xC2 | 0xCA);
+                *frame = Some(Probe {
                     format: SourceFormat::Jpeg,
                     height: be16(seg, 1).unwrap_or(0),
                     width: be16(seg, 3).unwrap_or(0),
                     components,
                     alpha: false,
-                    progressive: matches!(marker, 0xC2 | 0xCA),
-                    orientation,
+                    progressive,
+                    coefficients_buffered: progressive,
+                    orientation: 1,
                     planes_x16,
-                }));
+                });
             }
             0xE1 => {
                 let Some(seg) = d.get(body.clone()) else {
                     return Ok(None);
                 };
                 if let Some(tiff) = seg.strip_prefix(b"Exif\0\0") {
-                    orientation = exif_orientation(tiff).unwrap_or(1);
+                    *orientation = exif_orientation(tiff).unwrap_or(1);
                 }
             }
             _ => {}
         }
-        at = body.end;
+        Ok(Some(body.end))
     }
 }
 
@@ -391,6 +442,7 @@ fn png(d: &[u8]) -> Result<Option<Probe>> {
         components,
         alpha,
         progressive: d[28] == 1,
+        coefficients_buffered: false,
         orientation: 1,
         planes_x16: 16 * u32::from(components),
     }))
@@ -407,6 +459,7 @@ fn gif(d: &[u8]) -> Result<Option<Probe>> {
         components: 4,
         alpha: true,
         progressive: false,
+        coefficients_buffered: false,
         orientation: 1,
         planes_x16: 64,
     }))
@@ -452,6 +505,7 @@ fn webp(d: &[u8]) -> Result<Option<Probe>> {
         components: if alpha { 4 } else { 3 },
         alpha,
         progressive: false,
+        coefficients_buffered: false,
         orientation: 1,
         planes_x16: if alpha { 64 } else { 48 },
     }))
@@ -492,9 +546,11 @@ mod tests {
         assert!(!jpeg_is_adobe(&partial));
     }
 
-    /// A JPEG header with an EXIF orientation and a progressive SOF2 of
-    /// 65500x65500: the probe reads it from 60-odd bytes, allocating nothing.
-    fn huge_progressive_header(orientation: u8) -> Vec<u8> {
+    /// A JPEG header with an EXIF orientation, a frame header `sof` (0xC0
+    /// baseline, 0xC2 progressive) of 65500x65500 and a first scan header
+    /// naming `in_scan` components: the probe reads it from 70-odd bytes,
+    /// allocating nothing.
+    fn huge_header(orientation: u8, sof: u8, in_scan: u8) -> Vec<u8> {
         let mut d = vec![0xFF, 0xD8];
         // APP1 Exif, little-endian TIFF with one IFD0 entry.
         let mut tiff = b"II*\0\x08\0\0\0".to_vec();
@@ -509,28 +565,53 @@ mod tests {
         d.extend_from_slice(&app1_len.to_be_bytes());
         d.extend_from_slice(b"Exif\0\0");
         d.extend_from_slice(&tiff);
-        // SOF2: 8-bit, 65500 x 65500, 3 components.
-        d.extend_from_slice(&[0xFF, 0xC2, 0, 17, 8]);
+        // SOFn: 8-bit, 65500 x 65500, 3 components.
+        d.extend_from_slice(&[0xFF, sof, 0, 17, 8]);
         d.extend_from_slice(&65500u16.to_be_bytes());
         d.extend_from_slice(&65500u16.to_be_bytes());
         d.extend_from_slice(&[3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1]);
+        // SOS: the components of the first scan, spectral selection.
+        let len = 6 + 2 * u16::from(in_scan);
+        d.extend_from_slice(&[0xFF, 0xDA]);
+        d.extend_from_slice(&len.to_be_bytes());
+        d.push(in_scan);
+        for c in 1..=in_scan {
+            d.extend_from_slice(&[c, 0]);
+        }
+        d.extend_from_slice(&[0, 63, 0]);
         d
     }
 
     #[test]
     fn jpeg_header_gives_dims_progressive_and_orientation() {
-        let d = huge_progressive_header(6);
+        let d = huge_header(6, 0xC2, 3);
         let p = probe(&d, false).unwrap().unwrap();
         assert_eq!((p.width, p.height, p.components), (65500, 65500, 3));
-        assert!(p.progressive);
+        assert!(p.progressive && p.coefficients_buffered);
         assert_eq!(p.orientation, 6);
         assert_eq!(p.pixels(), 65500 * 65500);
         assert_eq!(p.planes_x16, 24, "4:2:0");
     }
 
     #[test]
+    fn a_sequential_jpeg_buffers_coefficients_only_if_its_scans_do_not_interleave() {
+        let interleaved = probe(&huge_header(1, 0xC0, 3), true).unwrap().unwrap();
+        assert!(!interleaved.progressive && !interleaved.coefficients_buffered);
+        // One component per scan: libjpeg keeps every coefficient until
+        // the last scan, as for a progressive file.
+        let separate = probe(&huge_header(1, 0xC0, 1), true).unwrap().unwrap();
+        assert!(!separate.progressive && separate.coefficients_buffered);
+        // The same from a real file (cjpeg -scans, tests/data/make-odd-images.sh).
+        let real = include_bytes!("../../tests/data/odd/non-interleaved.jpg");
+        let p = probe(real, true).unwrap().unwrap();
+        assert!(!p.progressive && p.coefficients_buffered);
+        let real = include_bytes!("../../tests/data/odd/ycc-420.jpg");
+        assert!(!probe(real, true).unwrap().unwrap().coefficients_buffered);
+    }
+
+    #[test]
     fn every_prefix_asks_for_more_or_answers_the_same() {
-        let d = huge_progressive_header(3);
+        let d = huge_header(3, 0xC2, 3);
         let full = probe(&d, true).unwrap().unwrap();
         for n in 0..d.len() {
             assert_eq!(probe(&d[..n], false).unwrap(), None, "prefix {n}");
@@ -585,7 +666,7 @@ mod tests {
 
     #[test]
     fn exif_is_found_and_set_upright() {
-        let d = huge_progressive_header(6);
+        let d = huge_header(6, 0xC2, 3);
         let tiff = jpeg_exif(&d).expect("exif");
         assert_eq!(exif_orientation(tiff), Some(6));
         let upright = exif_upright(tiff);
