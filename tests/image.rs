@@ -294,6 +294,17 @@ async fn odd_inputs_get_an_image_or_a_clear_error_and_the_server_lives() {
     let (_, _, cmyk) = get(&s.url("/img/_/w:200/plain/cmyk.jpg@png")).await;
     let db = psnr(&rgb(&cmyk), &rgb(&rgb_base));
     assert!(db > 30.0, "CMYK vs RGB original: {db:.1} dB");
+    // libjpeg holds all coefficients of a non-interleaved sequential file
+    // (cjpeg -scans), as of a progressive one: the probe must know.
+    for (name, buffered) in [
+        ("non-interleaved.jpg", true),
+        ("progressive.jpg", true),
+        ("ycc-420.jpg", false),
+    ] {
+        let data = std::fs::read(dir.join(name)).unwrap();
+        let p = sluice::image::probe::probe(&data, true).unwrap().unwrap();
+        assert_eq!(p.coefficients_buffered, buffered, "{name}");
+    }
     // Arithmetic coding is the same picture as the Huffman-coded original.
     let (_, _, arithmetic) = get(&s.url("/img/_/w:200/plain/arithmetic.jpg@png")).await;
     let db = psnr(&rgb(&arithmetic), &rgb(&rgb_base));
