@@ -1,10 +1,31 @@
 //! Run the recompression pipeline on a file, without the server:
 //! `cargo run --release --example process -- IN OPTIONS OUT` (OPTIONS like
 //! `rs:fit:800:0/q:80/f:jpg`). Used by bench/img/psnr.sh to compare the
-//! library with vipsthumbnail.
+//! library with vipsthumbnail, and to check the memory estimate: it prints
+//! the job's estimate (what the server reserves, compressed input aside)
+//! next to the process's peak growth while processing (VmHWM), with
+//! jemalloc as in the server.
 
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+use sluice::image::estimate::job_bytes;
+use sluice::image::geometry::plan;
 use sluice::image::options::{Options, Presets};
 use sluice::image::pipeline::{process, Defaults};
+use sluice::image::probe::probe;
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -23,15 +44,28 @@ fn main() -> std::process::ExitCode {
             quality: 80,
             jpeg_progressive: false,
         };
+        let p = probe(&data, true)
+            .map_err(|e| e.reason.to_string())?
+            .ok_or("no header")?;
+        let (format, _) = sluice::image::pipeline::choose_format(options.format, None, &p);
+        let estimate = job_bytes(
+            &p,
+            &plan(p.width, p.height, p.orientation, &options),
+            format,
+            sluice::image::pipeline::effective_quality(&options, defaults),
+        );
+        let base = vm_hwm_kib();
         let t = std::time::Instant::now();
         let out = process(&data, &options, None, defaults).map_err(|e| format!("{e:?}"))?;
         eprintln!(
-            "{}x{} {:?} {} bytes in {:?}",
+            "{}x{} {:?} {} bytes in {:?}; estimate {:.1} MiB, peak +{:.1} MiB",
             out.width,
             out.height,
             out.format,
             out.bytes.len(),
-            t.elapsed()
+            t.elapsed(),
+            estimate as f64 / 1048576.0,
+            vm_hwm_kib().saturating_sub(base) as f64 / 1024.0
         );
         std::fs::write(&args[3], out.bytes).map_err(|e| e.to_string())
     };

@@ -781,3 +781,35 @@ async fn a_scan_bomb_is_refused_and_a_long_decode_stops_at_the_timeout() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_full_size_reencode_of_a_16_mp_photo_fits_the_default_budget() {
+    // Format conversion or recompression without resizing: the whole
+    // bitmap goes through the encoder. Such requests used to be refused
+    // (413, an estimate of ~4x the real need); the estimate must still
+    // cover the real peak, so RSS stays within budget + 48 MiB.
+    let dir = std::env::temp_dir().join(format!("sluice-fullsize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let made = Command::new("convert")
+        .arg(root().join("samples/sunset.jpg"))
+        .args(["-resize", "4900x", "-quality", "92"])
+        .arg(dir.join("big.jpg"))
+        .status()
+        .expect("ImageMagick's convert");
+    assert!(made.success());
+    let s = Sluice::start(&["--origin", dir.to_str().unwrap(), "--workers", "1"]);
+    for options in ["q:95/f:jpg", "f:png", "f:webp"] {
+        let (status, _, body) = get(&s.url(&format!("/img/_/{options}/plain/big.jpg"))).await;
+        assert_eq!(
+            status,
+            200,
+            "{options}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
+        let (_, w, h) = rgb(&body);
+        assert_eq!((w, h), (4900, 3266), "{options}: full size");
+    }
+    let peak = s.peak_rss();
+    assert!(peak < (256 + 48) << 20, "peak RSS {} MiB", peak >> 20);
+    let _ = std::fs::remove_dir_all(&dir);
+}

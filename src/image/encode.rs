@@ -29,6 +29,11 @@ pub struct Metadata<'a> {
 /// The signature that starts an XMP APP1 segment in a JPEG.
 pub const JPEG_XMP_PREFIX: &[u8] = b"http://ns.adobe.com/xap/1.0/\0";
 
+/// JPEG output is 4:2:0 below quality 90 and 4:4:4 from 90 up.
+pub fn jpeg_subsamples_chroma(quality: u8) -> bool {
+    quality < 90
+}
+
 pub fn encode(
     b: &Bitmap,
     format: OutputFormat,
@@ -58,7 +63,7 @@ fn jpeg(b: &Bitmap, s: &EncodeSettings, meta: Metadata<'_>, out: &mut Vec<u8>) -
     );
     let quality = s.quality.clamp(1, 100);
     let mut e = Encoder::new(out, quality);
-    e.set_sampling_factor(if quality < 90 {
+    e.set_sampling_factor(if jpeg_subsamples_chroma(quality) {
         SamplingFactor::F_2_2
     } else {
         SamplingFactor::F_1_1

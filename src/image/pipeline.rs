@@ -66,6 +66,15 @@ pub fn choose_format(
     (format, true)
 }
 
+/// The quality an output is encoded at: the URL's, else the server's.
+pub fn effective_quality(options: &Options, defaults: Defaults) -> u8 {
+    if options.quality == 0 {
+        defaults.quality
+    } else {
+        options.quality
+    }
+}
+
 /// Probe, choose the format and run, for callers that hold the whole
 /// source already (examples, fuzzing). The caller owns the memory
 /// accounting.
@@ -213,11 +222,7 @@ fn finish(
         bitmap = flatten(bitmap, bg);
     }
     let settings = EncodeSettings {
-        quality: if options.quality == 0 {
-            defaults.quality
-        } else {
-            options.quality
-        },
+        quality: effective_quality(options, defaults),
         jpeg_progressive: defaults.jpeg_progressive,
     };
     // With `sm:0` the source's EXIF goes along; when sluice has rotated

@@ -25,7 +25,7 @@ use super::etag::{self, OriginValidator};
 use super::geometry::plan;
 use super::input::{self, Limits};
 use super::options::{Options, OutputFormat, Presets};
-use super::pipeline::{self, choose_format, Defaults};
+use super::pipeline::{self, choose_format, effective_quality, Defaults};
 use super::signature::Signer;
 use super::url;
 use super::workers::WorkerPool;
@@ -436,9 +436,12 @@ impl Job {
             &svc.limits,
             &self.budget,
             |p| {
+                let (format, _) = choose_format(self.requested, self.accept.as_deref(), p);
                 Ok(job_bytes(
                     p,
                     &plan(p.width, p.height, p.orientation, &options),
+                    format,
+                    effective_quality(&options, svc.defaults),
                 ))
             },
         )

@@ -27,7 +27,7 @@ use super::estimate::variants_job_bytes;
 use super::geometry::plan;
 use super::input;
 use super::options::{Options, OutputFormat};
-use super::pipeline::{choose_format, run_variants};
+use super::pipeline::{choose_format, effective_quality, run_variants};
 use super::service::{CancelOnDrop, ImageService};
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, Kind, Result};
@@ -118,11 +118,19 @@ impl ImageService {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let input = input::read(response.body, content_length, &self.limits, budget, |p| {
-            let plans: Vec<_> = specs
+            let outputs: Vec<_> = specs
                 .iter()
-                .map(|s| plan(p.width, p.height, p.orientation, &s.options))
+                .map(|s| {
+                    let (format, _) = choose_format(s.format, None, p);
+                    let quality = effective_quality(&s.options, self.defaults);
+                    (
+                        plan(p.width, p.height, p.orientation, &s.options),
+                        format,
+                        quality,
+                    )
+                })
                 .collect();
-            Ok(variants_job_bytes(p, &plans))
+            Ok(variants_job_bytes(p, &outputs))
         })
         .await?;
         let jobs: Vec<(Options, OutputFormat)> = specs
