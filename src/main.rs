@@ -18,13 +18,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// `MALLOC_CONF`, which can override them). `prof:true` builds the heap
 /// profiler's data structures; `prof_active:false` keeps it from sampling
 /// until `POST /debug/pprof/heap/activate`; `lg_prof_sample:19` samples one
-/// allocation per 512 KiB allocated on average once active. With the
+/// allocation per 512 KiB allocated on average once active.
+/// `dirty_decay_ms:1000` returns freed pages after ~1 s instead of ~10 s:
+/// under image load (32 clients, budget full) the default kept 30-50 MiB of
+/// freed compressed inputs resident and peak RSS reached 288-292 MiB
+/// against 244-255 MiB with it (the image workers' own arena purges at
+/// once, see `image::worker_arena`). With the
 /// `heap-profiling` feature jemalloc is built unprefixed, so the symbol is
 /// `malloc_conf` (a prefixed build would read `_rjem_malloc_conf`).
 #[cfg(feature = "heap-profiling")]
 #[export_name = "malloc_conf"]
 pub static MALLOC_CONF: MallocConf =
-    MallocConf(c"prof:true,prof_active:false,lg_prof_sample:19".as_ptr());
+    MallocConf(c"prof:true,prof_active:false,lg_prof_sample:19,dirty_decay_ms:1000".as_ptr());
 
 /// C's `const char *malloc_conf`.
 #[cfg(feature = "heap-profiling")]

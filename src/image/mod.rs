@@ -42,4 +42,5 @@ pub mod resize;
 pub mod service;
 pub mod variants;
 pub mod webp_lossy;
+pub mod worker_arena;
 pub mod workers;

@@ -46,20 +46,26 @@ impl WorkerPool {
         };
         let (tx, rx) = mpsc::channel::<Task>();
         let rx = Arc::new(Mutex::new(rx));
+        let arena = super::worker_arena::create();
         for i in 0..workers {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("sluice-img-{i}"))
-                .spawn(move || loop {
-                    // The lock is held only while taking a task, never
-                    // while running one, so it cannot be poisoned by a job.
-                    let task = match rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    match task {
-                        Ok(task) => task(),
-                        Err(_) => return, // pool dropped
+                .spawn(move || {
+                    if let Some(arena) = arena {
+                        super::worker_arena::use_on_this_thread(arena);
+                    }
+                    loop {
+                        // The lock is held only while taking a task, never
+                        // while running one, so it cannot be poisoned by a job.
+                        let task = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match task {
+                            Ok(task) => task(),
+                            Err(_) => return, // pool dropped
+                        }
                     }
                 })
                 .map_err(|e| format!("cannot start image worker: {e}"))?;
