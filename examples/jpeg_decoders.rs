@@ -10,14 +10,7 @@
 use std::time::Instant;
 
 fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    sluice::metrics::memory::peak_resident_bytes().unwrap_or(0) / 1024
 }
 
 /// User+system CPU of this process in ms (jpeg-decoder without rayon starts

@@ -17,14 +17,7 @@ use sluice::image::pipeline::{process, Defaults};
 use sluice::image::probe::probe;
 
 fn vm_hwm_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+    sluice::metrics::memory::peak_resident_bytes().unwrap_or(0) / 1024
 }
 
 fn main() -> std::process::ExitCode {

@@ -33,6 +33,7 @@ use std::os::raw::c_int;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use mozjpeg::decompress::DecompressStarted;
 use mozjpeg::{Decompress, Format};
 use mozjpeg_sys as ffi;
 
@@ -159,26 +160,8 @@ fn decode_unguarded(
     };
     d.scale(numerator);
     let (pixels, width, height, channels) = match d.image().map_err(io)? {
-        Format::RGB(mut s) => {
-            let (w, h) = (s.width(), s.height());
-            let mut px = vec![0u8; w * h * 3];
-            for band in px.chunks_mut(w * 3 * ROWS_PER_CHECK) {
-                check()?;
-                s.read_scanlines_into(band).map_err(io)?;
-            }
-            s.finish().map_err(io)?;
-            (px, w, h, 3)
-        }
-        Format::Gray(mut s) => {
-            let (w, h) = (s.width(), s.height());
-            let mut px = vec![0u8; w * h];
-            for band in px.chunks_mut(w * ROWS_PER_CHECK) {
-                check()?;
-                s.read_scanlines_into(band).map_err(io)?;
-            }
-            s.finish().map_err(io)?;
-            (px, w, h, 1)
-        }
+        Format::RGB(s) => read_in_bands(s, 3, &check)?,
+        Format::Gray(s) => read_in_bands(s, 1, &check)?,
         Format::CMYK(mut s) => {
             // Row by row, so no full-size CMYK copy exists beside the RGB.
             let (w, h) = (s.width(), s.height());
@@ -201,6 +184,25 @@ fn decode_unguarded(
         height: u32::try_from(height).map_err(|_| Failure::Corrupt("too tall".into()))?,
         channels,
     })
+}
+
+/// Read a started decode whose output has `channels` per pixel, looking at
+/// the cancel flag every [`ROWS_PER_CHECK`] rows.
+fn read_in_bands(
+    mut s: DecompressStarted<&[u8]>,
+    channels: u8,
+    check: &dyn Fn() -> Result<(), Failure>,
+) -> Result<(Vec<u8>, usize, usize, u8), Failure> {
+    let io = |e: std::io::Error| Failure::Corrupt(e.to_string());
+    let (w, h) = (s.width(), s.height());
+    let row = w * usize::from(channels);
+    let mut px = vec![0u8; row * h];
+    for band in px.chunks_mut(row * ROWS_PER_CHECK) {
+        check()?;
+        s.read_scanlines_into(band).map_err(io)?;
+    }
+    s.finish().map_err(io)?;
+    Ok((px, w, h, channels))
 }
 
 /// CMYK to RGB, the naive way (R = (255-C)(255-K)/255), as ImageMagick

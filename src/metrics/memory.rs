@@ -194,6 +194,13 @@ fn refresh_process() {
     }
 }
 
+/// This process's peak resident set size (VmHWM) in bytes, where /proc has
+/// it (Linux). The measuring examples use it too.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    ProcStatus::parse(&status).hwm_bytes
+}
+
 /// The few fields of `/proc/<pid>/status` that sluice reports.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct ProcStatus {
