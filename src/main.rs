@@ -20,9 +20,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// until `POST /debug/pprof/heap/activate`; `lg_prof_sample:19` samples one
 /// allocation per 512 KiB allocated on average once active.
 /// `dirty_decay_ms:1000` returns freed pages after ~1 s instead of ~10 s:
-/// under image load (32 clients, budget full) the default kept 30-50 MiB of
-/// freed compressed inputs resident and peak RSS reached 288-292 MiB
-/// against 244-255 MiB with it (the image workers' own arena purges at
+/// under image load (32 clients, budget full) the default kept freed memory
+/// of the async threads (compressed inputs among it) resident, and peak RSS
+/// reached 288-292 MiB against 244-255 MiB with it (the image workers' own arena purges at
 /// once, see `image::worker_arena`). With the
 /// `heap-profiling` feature jemalloc is built unprefixed, so the symbol is
 /// `malloc_conf` (a prefixed build would read `_rjem_malloc_conf`).

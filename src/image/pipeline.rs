@@ -228,15 +228,14 @@ fn finish(
     // With `sm:0` the source's EXIF goes along; when sluice has rotated
     // the pixels already, its Orientation is set to 1 so that viewers do
     // not rotate them a second time.
-    let exif = match metadata.exif {
-        Some(tiff) if !options.strip_metadata => Some(if plan.orientation != 1 {
+    let keep = !options.strip_metadata;
+    let exif = metadata.exif.filter(|_| keep).map(|tiff| {
+        if plan.orientation != 1 {
             exif_upright(tiff)
         } else {
             tiff.to_vec()
-        }),
-        _ => None,
-    };
-    let keep = !options.strip_metadata;
+        }
+    });
     let bytes = encode(
         &bitmap,
         format,

@@ -159,22 +159,22 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
         if marker == 0x01 || (0xD0..=0xD7).contains(&marker) {
             continue; // standalone markers carry no length
         }
-        let Some(found) = frame.filter(|_| matches!(marker, 0xD9 | 0xDA)) else {
-            if matches!(marker, 0xD9 | 0xDA) {
+        let found = match (marker, frame) {
+            (0xD9 | 0xDA, None) => {
                 return Err(unprocessable(
                     "corrupt JPEG: no frame header before scan data",
-                ));
+                ))
             }
-            // Any other marker: a segment, handled below.
-            at = match jpeg_segment(d, at, marker, &mut frame, &mut orientation)? {
-                Some(next) => next,
-                None => return Ok(None),
-            };
-            continue;
+            (0xD9, Some(_)) => return Err(unprocessable("corrupt JPEG: no scan data")),
+            (0xDA, Some(found)) => found,
+            _ => {
+                at = match jpeg_segment(d, at, marker, &mut frame, &mut orientation)? {
+                    Some(next) => next,
+                    None => return Ok(None),
+                };
+                continue;
+            }
         };
-        if marker == 0xD9 {
-            return Err(unprocessable("corrupt JPEG: no scan data"));
-        }
         // SOS: its component count says whether the scans interleave.
         // Answer only once the whole scan header is here.
         let Some(len) = be16(d, at) else {
@@ -183,9 +183,8 @@ fn jpeg(d: &[u8]) -> Result<Option<Probe>> {
         let Some(sos) = d.get(at + 2..at + len.max(3) as usize) else {
             return Ok(None);
         };
-        let in_scan = sos[0];
         return Ok(Some(Probe {
-            coefficients_buffered: found.progressive || in_scan < found.components,
+            coefficients_buffered: found.progressive || sos[0] < found.components,
             orientation,
             ..found
         }));
@@ -202,86 +201,84 @@ fn jpeg_segment(
     frame: &mut Option<Probe>,
     orientation: &mut u8,
 ) -> Result<Option<usize>> {
-    {
-        let Some(len) = be16(d, at) else {
-            return Ok(None);
-        };
-        let len = len as usize;
-        if len < 2 {
-            return Err(unprocessable("corrupt JPEG: bad segment length"));
-        }
-        let body = at + 2..at + len;
-        match marker {
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
-                let Some(seg) = d.get(body.clone()) else {
-                    return Ok(None);
-                };
-                if matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF) {
-                    return Err(unprocessable("lossless JPEG is not supported"));
-                }
-                // Arithmetic coding (SOF9, SOF10) decodes; hierarchical
-                // (differential) JPEG is not supported by libjpeg either.
-                if matches!(marker, 0xC5..=0xC7 | 0xCD..=0xCF) {
-                    return Err(unprocessable("hierarchical JPEG is not supported"));
-                }
-                if seg.len() < 6 {
-                    return Err(unprocessable("corrupt JPEG: short frame header"));
-                }
-                if seg[0] != 8 {
-                    return Err(unprocessable("only 8-bit JPEG is supported"));
-                }
-                let components = seg[5];
-                if !matches!(components, 1 | 3 | 4) {
-                    return Err(unprocessable(
-                        "JPEG with an unsupported number of components",
-                    ));
-                }
-                let factors: Vec<(u32, u32)> = seg
-                    .get(6..6 + 3 * usize::from(components))
-                    .ok_or_else(|| unprocessable("corrupt JPEG: short frame header"))?
-                    .chunks_exact(3)
-                    .map(|c| (u32::from(c[1] >> 4), u32::from(c[1] & 0x0F)))
-                    .collect();
-                if factors
-                    .iter()
-                    .any(|&(h, v)| h == 0 || v == 0 || h > 4 || v > 4)
-                {
-                    return Err(unprocessable("corrupt JPEG: bad sampling factors"));
-                }
-                let h_max = factors.iter().map(|f| f.0).max().unwrap_or(1);
-                let v_max = factors.iter().map(|f| f.1).max().unwrap_or(1);
-                let planes_x16 = factors
-                    .iter()
-                    .map(|&(h, v)| (16 * h * v).div_ceil(h_max * v_max))
-                    .sum();
-                if frame.is_some() {
-                    return Err(unprocessable("corrupt JPEG: two frame headers"));
-                }
-                let progressive = matches!(marker, 0xC2 | 0xCA);
-                *frame = Some(Probe {
-                    format: SourceFormat::Jpeg,
-                    height: be16(seg, 1).unwrap_or(0),
-                    width: be16(seg, 3).unwrap_or(0),
-                    components,
-                    alpha: false,
-                    progressive,
-                    coefficients_buffered: progressive,
-                    orientation: 1,
-                    planes_x16,
-                });
-            }
-            0xE1 => {
-                let Some(seg) = d.get(body.clone()) else {
-                    return Ok(None);
-                };
-                if let Some(tiff) = seg.strip_prefix(b"Exif\0\0") {
-                    *orientation = exif_orientation(tiff).unwrap_or(1);
-                }
-            }
-            _ => {}
-        }
-        Ok(Some(body.end))
+    let Some(len) = be16(d, at) else {
+        return Ok(None);
+    };
+    let len = len as usize;
+    if len < 2 {
+        return Err(unprocessable("corrupt JPEG: bad segment length"));
     }
+    let body = at + 2..at + len;
+    match marker {
+        0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+            let Some(seg) = d.get(body.clone()) else {
+                return Ok(None);
+            };
+            if matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF) {
+                return Err(unprocessable("lossless JPEG is not supported"));
+            }
+            // Arithmetic coding (SOF9, SOF10) decodes; hierarchical
+            // (differential) JPEG is not supported by libjpeg either.
+            if matches!(marker, 0xC5..=0xC7 | 0xCD..=0xCF) {
+                return Err(unprocessable("hierarchical JPEG is not supported"));
+            }
+            if seg.len() < 6 {
+                return Err(unprocessable("corrupt JPEG: short frame header"));
+            }
+            if seg[0] != 8 {
+                return Err(unprocessable("only 8-bit JPEG is supported"));
+            }
+            let components = seg[5];
+            if !matches!(components, 1 | 3 | 4) {
+                return Err(unprocessable(
+                    "JPEG with an unsupported number of components",
+                ));
+            }
+            let factors: Vec<(u32, u32)> = seg
+                .get(6..6 + 3 * usize::from(components))
+                .ok_or_else(|| unprocessable("corrupt JPEG: short frame header"))?
+                .chunks_exact(3)
+                .map(|c| (u32::from(c[1] >> 4), u32::from(c[1] & 0x0F)))
+                .collect();
+            if factors
+                .iter()
+                .any(|&(h, v)| h == 0 || v == 0 || h > 4 || v > 4)
+            {
+                return Err(unprocessable("corrupt JPEG: bad sampling factors"));
+            }
+            let h_max = factors.iter().map(|f| f.0).max().unwrap_or(1);
+            let v_max = factors.iter().map(|f| f.1).max().unwrap_or(1);
+            let planes_x16 = factors
+                .iter()
+                .map(|&(h, v)| (16 * h * v).div_ceil(h_max * v_max))
+                .sum();
+            if frame.is_some() {
+                return Err(unprocessable("corrupt JPEG: two frame headers"));
+            }
+            let progressive = matches!(marker, 0xC2 | 0xCA);
+            *frame = Some(Probe {
+                format: SourceFormat::Jpeg,
+                height: be16(seg, 1).unwrap_or(0),
+                width: be16(seg, 3).unwrap_or(0),
+                components,
+                alpha: false,
+                progressive,
+                coefficients_buffered: progressive,
+                orientation: 1,
+                planes_x16,
+            });
+        }
+        0xE1 => {
+            let Some(seg) = d.get(body.clone()) else {
+                return Ok(None);
+            };
+            if let Some(tiff) = seg.strip_prefix(b"Exif\0\0") {
+                *orientation = exif_orientation(tiff).unwrap_or(1);
+            }
+        }
+        _ => {}
+    }
+    Ok(Some(body.end))
 }
 
 /// The Orientation tag (0x0112) of IFD0 in a TIFF-structured EXIF block.
