@@ -174,23 +174,53 @@ pub fn is_compressible(content_type: &str) -> bool {
         || essence.ends_with("+xml")
 }
 
-/// Rewrite a 200 response for the client's accepted codings. `head` skips
-/// the body transformation (there is no body) but keeps the headers true.
-/// Codec memory is reserved from `budget` (see the module docs).
+/// What a response body needs after [`negotiate`] fixed its headers.
+/// Codec memory is already reserved (HEAD reserves nothing).
+pub enum Recode {
+    /// The body goes to the client byte for byte.
+    Unchanged,
+    /// Decode the origin's coding, then maybe compress again.
+    Transcode {
+        decode: Option<(Coding, Option<Reservation>)>,
+        encode: Option<(Coding, Option<Reservation>)>,
+    },
+}
+
+impl Recode {
+    pub fn is_unchanged(&self) -> bool {
+        matches!(self, Recode::Unchanged)
+    }
+
+    /// Run `body` through the decided codecs.
+    pub fn apply(self, mut body: Body) -> Body {
+        if let Recode::Transcode { decode, encode } = self {
+            if let Some((c, Some(held))) = decode {
+                body = transcode(body, |r| decoder(c, r), held);
+            }
+            if let Some((c, Some(held))) = encode {
+                body = transcode(body, |r| encoder(c, r), held);
+            }
+        }
+        body
+    }
+}
+
+/// Rewrite a 200 response's headers for the client's accepted codings and
+/// say what its body needs. `head` transforms no body but keeps the headers
+/// true. Codec memory is reserved from `budget` (see the module docs).
 pub fn negotiate(
     status: StatusCode,
     accept: &AcceptEncoding,
     headers: &mut HeaderMap,
-    body: Body,
     head: bool,
     budget: &MemoryBudget,
-) -> Result<Body, Error> {
+) -> Result<Recode, Error> {
     let compressible = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(is_compressible);
     if status != StatusCode::OK {
-        return Ok(body);
+        return Ok(Recode::Unchanged);
     }
     if compressible {
         add_vary_accept_encoding(headers);
@@ -201,11 +231,10 @@ pub fn negotiate(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.to_ascii_lowercase().contains("no-transform"));
     if no_transform {
-        return Ok(body);
+        return Ok(Recode::Unchanged);
     }
 
-    let mut body = body;
-    let mut changed = false;
+    let mut decode = None;
     let current = headers
         .get(CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -216,24 +245,27 @@ pub fn negotiate(
             let known = Coding::from_token(token);
             match known {
                 Some(c) if !accept.accepts(c) => {
-                    if !head {
-                        let held = budget
-                            .try_reserve(c.decoder_bytes())
-                            .ok()
-                            .flatten()
-                            .ok_or_else(|| {
-                                Error::new(
-                                    Kind::Unavailable,
-                                    "no memory free to decode the origin's content coding; retry",
-                                )
-                            })?;
-                        body = transcode(body, |r| decoder(c, r), held);
-                    }
+                    let held = if head {
+                        None
+                    } else {
+                        Some(
+                            budget
+                                .try_reserve(c.decoder_bytes())
+                                .ok()
+                                .flatten()
+                                .ok_or_else(|| {
+                                    Error::new(
+                                        Kind::Unavailable,
+                                        "no memory free to decode the origin's content coding; retry",
+                                    )
+                                })?,
+                        )
+                    };
+                    decode = Some((c, held));
                     headers.remove(CONTENT_ENCODING);
-                    changed = true;
                 }
                 // The client takes it as it is, or we cannot decode it.
-                _ => return Ok(body),
+                _ => return Ok(Recode::Unchanged),
             }
         }
     }
@@ -243,7 +275,8 @@ pub fn negotiate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|len| len < MIN_COMPRESS_LEN);
-    if compressible && (changed || !too_small) {
+    let mut encode = None;
+    if compressible && (decode.is_some() || !too_small) {
         if let Some(c) = accept.preferred() {
             // HEAD holds nothing; a GET compresses only with room in the budget.
             let held = if head {
@@ -252,21 +285,19 @@ pub fn negotiate(
                 budget.try_reserve(c.encoder_bytes()).ok().flatten()
             };
             if head || held.is_some() {
-                if let Some(held) = held {
-                    body = transcode(body, |r| encoder(c, r), held);
-                }
                 headers.insert(CONTENT_ENCODING, HeaderValue::from_static(c.token()));
-                changed = true;
+                encode = Some((c, held));
             }
         }
     }
 
-    if changed {
-        headers.remove(CONTENT_LENGTH);
-        headers.remove(ACCEPT_RANGES);
-        weaken_etag(headers);
+    if decode.is_none() && encode.is_none() {
+        return Ok(Recode::Unchanged);
     }
-    Ok(body)
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(ACCEPT_RANGES);
+    weaken_etag(headers);
+    Ok(Recode::Transcode { decode, encode })
 }
 
 type Reader = Box<dyn AsyncBufRead + Send + Unpin>;

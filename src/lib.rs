@@ -33,6 +33,7 @@ pub mod profiling;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod splice;
 pub mod zip;
 
 pub use config::{Cli, Config};

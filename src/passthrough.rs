@@ -20,6 +20,7 @@ use crate::error::{Error, Kind, Result};
 use crate::headers;
 use crate::origin::OriginRequest;
 use crate::router::AppState;
+use crate::splice::ConnPipe;
 use crate::zip;
 
 pub async fn serve<B>(
@@ -35,6 +36,7 @@ pub async fn serve<B>(
         ));
     }
     let accept = AcceptEncoding::from_headers(req.headers());
+    let pipe = ConnPipe::for_request(&req);
     let (parts, _no_body) = req.into_parts();
     let path_and_query = parts
         .uri
@@ -49,23 +51,36 @@ pub async fn serve<B>(
     };
 
     let asked = Instant::now();
-    let fetched = state.origin.fetch(origin_request).await;
+    let fetched = state
+        .origin
+        .fetch_passthrough(origin_request, pipe.is_some())
+        .await;
     ctx.upstream = Some(asked.elapsed());
     let upstream = fetched?;
     // nginx mod_zip compatibility: the body is a manifest; answer with the zip.
     if method == Method::GET && zip::route::wants_archive(upstream.status, &upstream.headers) {
-        return zip::route::serve_mod_zip(state, upstream, &archive_conditionals).await;
+        return zip::route::serve_mod_zip(
+            state,
+            upstream.into_origin_response(),
+            &archive_conditionals,
+        )
+        .await;
     }
 
     let mut headers = headers::to_client(upstream.headers, parts.version);
-    let body = encoding::negotiate(
+    let recode = encoding::negotiate(
         upstream.status,
         &accept,
         &mut headers,
-        upstream.body,
         method == Method::HEAD,
         &state.budget,
     )?;
+    // A body that goes out unchanged may be spliced: it never enters user space.
+    let body = if recode.is_unchanged() {
+        upstream.body.into_body(pipe.and_then(|p| p.open()))
+    } else {
+        recode.apply(upstream.body.into_body(None))
+    };
     let mut response = Response::new(body);
     *response.status_mut() = upstream.status;
     *response.headers_mut() = headers;

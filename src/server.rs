@@ -29,6 +29,7 @@ use crate::headers::X_REQUEST_ID;
 use crate::origin::{Origin, Timeouts};
 use crate::router::{self, AppState, Listener};
 use crate::shutdown::Shutdown;
+use crate::splice::ClientIo;
 
 /// A bound, not yet running, sluice.
 pub struct Server {
@@ -133,10 +134,14 @@ async fn serve_listener(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Cap hyper's per-connection buffer (read buffer and queued writes,
     // ~400 KiB by default) at one chunk: it bounds memory per stream.
+    // Queued writes (writev) keep each body chunk a slice of its own, which
+    // spliced bodies rely on (crate::splice); it is hyper's default for
+    // sockets, made explicit here.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .max_buf_size(body::CHUNK_SIZE);
+        .max_buf_size(body::CHUNK_SIZE)
+        .writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -165,9 +170,16 @@ async fn serve_listener(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let service = service_fn(move |req| handle(state.clone(), which, req, peer));
+        // Pass-through bodies may be spliced into this connection; its
+        // pipe travels with each request (crate::splice).
+        let io = ClientIo::new(stream);
+        let pipe = io.pipe();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(pipe.clone());
+            handle(state.clone(), which, req, peer)
+        });
         let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {

@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::StatusCode;
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -39,6 +40,7 @@ struct UpstreamMetrics {
     header_duration: Histogram,
     duration: Histogram,
     received_bytes: Counter,
+    spliced_bytes: Counter,
     streams_in_flight: Gauge,
 }
 
@@ -48,6 +50,7 @@ static M: LazyLock<UpstreamMetrics> = LazyLock::new(|| UpstreamMetrics {
     header_duration: Histogram::new(super::duration_buckets()),
     duration: Histogram::new(super::duration_buckets()),
     received_bytes: Counter::default(),
+    spliced_bytes: Counter::default(),
     streams_in_flight: Gauge::default(),
 });
 
@@ -80,6 +83,12 @@ pub(super) fn register(r: &mut Registry) {
         Unit::Bytes,
         M.received_bytes.clone(),
     );
+    r.register_with_unit(
+        "upstream_spliced",
+        "Origin body bytes spliced to clients without entering user space (part of upstream_received)",
+        Unit::Bytes,
+        M.spliced_bytes.clone(),
+    );
     r.register(
         "upstream_streams_in_flight",
         "Origin bodies being streamed right now",
@@ -90,24 +99,39 @@ pub(super) fn register(r: &mut Registry) {
 /// Record the outcome of one origin fetch that started at `asked`, and
 /// wrap a successful response's body so that its bytes and end are counted.
 pub fn observe_fetch(asked: Instant, fetched: Result<OriginResponse>) -> Result<OriginResponse> {
+    observe_head(asked, fetched.as_ref().map(|r| r.status));
+    let mut response = fetched?;
+    let body = std::mem::replace(&mut response.body, crate::body::empty());
+    response.body = count_body(body, asked);
+    Ok(response)
+}
+
+/// Record how a fetch that started at `asked` got its response head, or failed.
+pub fn observe_head(asked: Instant, outcome: std::result::Result<StatusCode, &Error>) {
     M.header_duration.observe(asked.elapsed().as_secs_f64());
-    match fetched {
-        Ok(mut response) => {
+    match outcome {
+        Ok(status) => {
             M.responses
                 .get_or_create(&StatusLabel {
-                    status: response.status.as_u16(),
+                    status: status.as_u16(),
                 })
                 .inc();
-            let body = std::mem::replace(&mut response.body, crate::body::empty());
-            response.body = UpstreamBody::new(body, asked).boxed_unsync();
-            Ok(response)
         }
         Err(e) => {
-            count_error(&e);
+            count_error(e);
             M.duration.observe(asked.elapsed().as_secs_f64());
-            Err(e)
         }
     }
+}
+
+/// Count body bytes that were spliced (they are counted as received too).
+pub fn count_spliced(n: usize) {
+    M.spliced_bytes.inc_by(n as u64);
+}
+
+/// Count an origin body's bytes and end (the fetch started at `asked`).
+pub fn count_body(body: Body, asked: Instant) -> Body {
+    UpstreamBody::new(body, asked).boxed_unsync()
 }
 
 fn count_error(e: &Error) {

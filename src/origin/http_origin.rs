@@ -12,6 +12,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use std::sync::Arc;
+
+use super::raw_http::RawHttp;
 use super::{OriginRequest, OriginResponse, Timeouts};
 use crate::body::IdleTimeout;
 use crate::error::{Error, Result};
@@ -25,6 +28,9 @@ pub struct HttpOrigin {
     base_path: String,
     host: HeaderValue,
     timeouts: Timeouts,
+    /// sluice's own client, for pass-through bodies that may be spliced
+    /// (plain http only: TLS bytes cannot be spliced).
+    raw: Option<Arc<RawHttp>>,
 }
 
 /// Size of each read from an origin connection, and so of the largest body
@@ -68,13 +74,27 @@ impl HttpOrigin {
             .pool_idle_timeout(std::time::Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
+        let raw = (scheme == "http").then(|| {
+            Arc::new(RawHttp::new(
+                &authority,
+                host.clone(),
+                base_path.clone(),
+                timeouts,
+            ))
+        });
         Ok(HttpOrigin {
+            raw,
             client,
             scheme_authority: format!("{scheme}://{authority}"),
             base_path,
             host,
             timeouts,
         })
+    }
+
+    /// The client whose bodies can be spliced, for a plain-http origin.
+    pub fn raw(&self) -> Option<&RawHttp> {
+        self.raw.as_deref()
     }
 
     pub fn describe(&self) -> String {

@@ -9,9 +9,11 @@
 
 mod dir;
 mod http_origin;
+mod raw_http;
 mod tls;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
 
@@ -21,6 +23,9 @@ pub use http_origin::HttpOrigin;
 use crate::body::Body;
 use crate::config::OriginSpec;
 use crate::error::Result;
+use crate::metrics;
+use crate::splice::Pipe;
+use raw_http::RawBody;
 
 /// A request to the origin. `path_and_query` is the raw, still
 /// percent-encoded path (and query) as the client sent it, starting with `/`.
@@ -47,6 +52,47 @@ pub struct OriginResponse {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Body,
+}
+
+/// A pass-through fetch's answer.
+pub struct PassResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: PassBody,
+}
+
+impl PassResponse {
+    /// As an ordinary streamed response (for the zip route).
+    pub fn into_origin_response(self) -> OriginResponse {
+        OriginResponse {
+            status: self.status,
+            headers: self.headers,
+            body: self.body.into_body(None),
+        }
+    }
+}
+
+/// A pass-through body: already a stream, or still in the origin's socket.
+pub enum PassBody {
+    Stream(Body),
+    Socket { body: RawBody, asked: Instant },
+}
+
+impl PassBody {
+    /// The body as a stream of chunks, spliced into `pipe` when one is given
+    /// and the body has a length (see [`crate::splice`]).
+    pub fn into_body(self, pipe: Option<Arc<Pipe>>) -> Body {
+        match self {
+            PassBody::Stream(body) => body,
+            PassBody::Socket { body, asked } => {
+                let body = match pipe {
+                    Some(pipe) => body.spliced(pipe).unwrap_or_else(RawBody::streamed),
+                    None => body.streamed(),
+                };
+                metrics::upstream::count_body(body, asked)
+            }
+        }
+    }
 }
 
 /// Timeouts towards the origin.
@@ -90,6 +136,39 @@ impl Origin {
             Origin::Dir(o) => o.fetch(req).await,
         };
         crate::metrics::upstream::observe_fetch(asked, fetched)
+    }
+
+    /// Fetch for pass-through. `may_splice` says the client connection can
+    /// take a spliced body; then a GET to a plain-http origin goes through
+    /// sluice's own client and its body stays in the socket until
+    /// [`PassBody::into_body`] decides. Otherwise this is [`Origin::fetch`].
+    pub async fn fetch_passthrough(
+        &self,
+        req: OriginRequest,
+        may_splice: bool,
+    ) -> Result<PassResponse> {
+        if let (true, Origin::Http(origin)) = (may_splice && req.method == Method::GET, self) {
+            if let Some(raw) = origin.raw() {
+                let asked = Instant::now();
+                let fetched = raw.fetch(req).await;
+                metrics::upstream::observe_head(asked, fetched.as_ref().map(|r| r.status));
+                let r = fetched?;
+                return Ok(PassResponse {
+                    status: r.status,
+                    headers: r.headers,
+                    body: PassBody::Socket {
+                        body: r.body,
+                        asked,
+                    },
+                });
+            }
+        }
+        let r = self.fetch(req).await?;
+        Ok(PassResponse {
+            status: r.status,
+            headers: r.headers,
+            body: PassBody::Stream(r.body),
+        })
     }
 
     /// A short description for logs (`http://host:port/base` or `dir:/srv`).

@@ -1,0 +1,277 @@
+//! sluice's own HTTP/1.1 client for plain-http origins, used by
+//! pass-through when the body may be spliced (see [`crate::splice`]).
+//!
+//! Why by hand: hyper's client reads every body into its own buffers, and
+//! splicing needs the body still in the socket once the head is parsed.
+//! This client does only what pass-through needs: one GET or HEAD per
+//! pooled keep-alive connection (no pipelining), heads parsed by httparse,
+//! bodies framed by Content-Length (spliceable), chunked (decoded) or close.
+//! Everything else (https, the zip and image routes) uses the hyper client.
+//!
+//! Failures map as in [`super::HttpOrigin`]: refused, reset or a malformed
+//! head before the response is 502, a connect or first-byte timeout is
+//! 504, and a failure mid-body aborts the client's transfer. A pooled
+//! connection that the origin closed while idle is retried once on a new
+//! one, as hyper does.
+
+mod head;
+mod spliced;
+mod streamed;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{OriginRequest, Timeouts};
+use crate::body::{Body, IdleTimeout};
+use crate::error::{Error, Result};
+use crate::splice::Pipe;
+use head::{Framing, Parsed};
+
+/// Idle connections kept per origin, and for how long.
+const MAX_IDLE: usize = 256;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A plain-http origin reached with sluice's own client.
+pub struct RawHttp {
+    /// `host:port` to connect to.
+    address: String,
+    host: HeaderValue,
+    base_path: String,
+    timeouts: Timeouts,
+    pool: Arc<Pool>,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+impl Pool {
+    /// The most recently used live idle connection.
+    fn take(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((stream, since)) = idle.pop() {
+            if since.elapsed() > IDLE_TIMEOUT {
+                continue;
+            }
+            // An idle connection has nothing to read: a readable one was
+            // closed by the origin (or sent garbage) and is dropped.
+            if let Err(e) = stream.try_read(&mut [0u8; 1]) {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    return Some(stream);
+                }
+            }
+        }
+        None
+    }
+
+    fn put(&self, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push((stream, Instant::now()));
+        }
+    }
+}
+
+/// A connection in use. Dropped, it closes; [`Conn::release`] pools it.
+struct Conn {
+    stream: TcpStream,
+    pool: Arc<Pool>,
+    keep_alive: bool,
+}
+
+impl Conn {
+    /// The response was read to its end: the connection may serve another.
+    fn release(self) {
+        if self.keep_alive {
+            self.pool.put(self.stream);
+        }
+    }
+}
+
+/// The origin's answer; the body is still in the socket.
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: RawBody,
+}
+
+pub struct RawBody {
+    conn: Conn,
+    /// Bytes read past the head.
+    residual: BytesMut,
+    framing: Framing,
+    idle: Duration,
+}
+
+impl RawBody {
+    /// Read the body through user space in bounded chunks.
+    pub fn streamed(self) -> Body {
+        let body = streamed::StreamedBody::new(self.conn, self.residual, self.framing);
+        IdleTimeout::new(body, self.idle).boxed_unsync()
+    }
+
+    /// Splice the body into `pipe` when it has a length; otherwise give the
+    /// body back.
+    pub fn spliced(self, pipe: Arc<Pipe>) -> std::result::Result<Body, RawBody> {
+        let Framing::Length(length) = self.framing else {
+            return Err(self);
+        };
+        let mut residual = self.residual;
+        let mut conn = self.conn;
+        let early = residual.len() as u64;
+        if early > length {
+            // More than the body arrived: the connection cannot be reused.
+            residual.truncate(usize::try_from(length).unwrap_or(usize::MAX));
+            conn.keep_alive = false;
+        }
+        let remaining = length - (residual.len() as u64);
+        let body = spliced::SplicedBody::new(conn, pipe, residual.freeze(), remaining, self.idle);
+        Ok(body.boxed_unsync())
+    }
+}
+
+/// Why reading a head failed, and whether a retry on a new connection may help.
+struct HeadFailure {
+    error: Error,
+    /// Nothing was received: a stale pooled connection looks like this.
+    nothing_received: bool,
+}
+
+impl RawHttp {
+    /// `authority` as in the origin URL; port 80 when it names none.
+    pub fn new(authority: &str, host: HeaderValue, base_path: String, timeouts: Timeouts) -> Self {
+        let has_port = authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            && !authority.ends_with(']');
+        let address = if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        RawHttp {
+            address,
+            host,
+            base_path,
+            timeouts,
+            pool: Arc::default(),
+        }
+    }
+
+    pub async fn fetch(&self, req: OriginRequest) -> Result<RawResponse> {
+        let target = format!("{}{}", self.base_path, req.path_and_query);
+        let head = head::request(&req.method, &target, &self.host, &req.headers);
+        let limit = self.timeouts.first_byte;
+        let exchange = async {
+            if let Some(stream) = self.pool.take() {
+                match self.exchange(stream, &head, &req.method).await {
+                    Err(f) if f.nothing_received => {} // stale: try a new connection
+                    other => return other.map_err(|f| f.error),
+                }
+            }
+            let stream = self.connect().await?;
+            self.exchange(stream, &head, &req.method)
+                .await
+                .map_err(|f| f.error)
+        };
+        match tokio::time::timeout(limit, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::upstream_timeout(format!(
+                "origin sent no response headers within {limit:?}"
+            ))),
+        }
+    }
+
+    async fn connect(&self) -> Result<TcpStream> {
+        let limit = self.timeouts.connect;
+        let stream = match tokio::time::timeout(limit, TcpStream::connect(&self.address)).await {
+            Err(_) => {
+                return Err(Error::upstream_timeout(format!(
+                    "could not connect to origin within {limit:?}"
+                )))
+            }
+            Ok(Err(e)) => {
+                return Err(Error::upstream_unavailable("could not connect to origin").with_cause(e))
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Send the request head and read the response head.
+    async fn exchange(
+        &self,
+        mut stream: TcpStream,
+        request: &[u8],
+        method: &Method,
+    ) -> std::result::Result<RawResponse, HeadFailure> {
+        let closed = |e: std::io::Error, nothing_received| HeadFailure {
+            error: Error::upstream_unavailable("origin closed the connection before responding")
+                .with_cause(e),
+            nothing_received,
+        };
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| closed(e, true))?;
+        let mut buf = BytesMut::with_capacity(8 * 1024);
+        let mut interim = false;
+        loop {
+            match head::parse(&buf, method) {
+                Err(error) => {
+                    return Err(HeadFailure {
+                        error,
+                        nothing_received: false,
+                    })
+                }
+                Ok(Parsed::Interim(len)) => {
+                    let _ = buf.split_to(len);
+                    interim = true;
+                    continue;
+                }
+                Ok(Parsed::Final(head, len)) => {
+                    let _ = buf.split_to(len);
+                    return Ok(RawResponse {
+                        status: head.status,
+                        headers: head.headers,
+                        body: RawBody {
+                            conn: Conn {
+                                stream,
+                                pool: self.pool.clone(),
+                                keep_alive: head.keep_alive,
+                            },
+                            residual: buf,
+                            framing: head.framing,
+                            idle: self.timeouts.idle,
+                        },
+                    });
+                }
+                Ok(Parsed::Partial) => {}
+            }
+            if buf.len() >= head::MAX_HEAD {
+                return Err(HeadFailure {
+                    error: Error::upstream_unavailable("origin's response head exceeds 64 KiB"),
+                    nothing_received: false,
+                });
+            }
+            buf.reserve(8 * 1024);
+            let nothing = buf.is_empty() && !interim;
+            match stream.read_buf(&mut buf).await {
+                Ok(0) => {
+                    let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                    return Err(closed(eof, nothing));
+                }
+                Ok(_) => {}
+                Err(e) => return Err(closed(e, nothing)),
+            }
+        }
+    }
+}
