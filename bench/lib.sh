@@ -18,6 +18,16 @@ peak_rss_kib() {
 }
 
 # Wait until an HTTP URL answers.
+# cpu_ticks PID -> user+system clock ticks of PID and its children so far
+# (nginx's workers are the master's children; sluice's threads are in PID).
+cpu_ticks() {
+  local t=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+
 wait_http() {
   local url=$1 i
   for i in $(seq 1 200); do

@@ -3,7 +3,9 @@
 # keepalive, its best streaming configuration) proxy the same nginx static
 # origin on loopback, in the same run, alternating, RUNS times each.
 # wrk drives both with a rotating mix of real JPEGs (bench/corpus.sh).
-# Prints requests/s, MB/s and peak RSS per run and the medians.
+# Prints requests/s, MB/s, peak RSS and the proxy's own CPU time per GB
+# proxied (user + system, a steadier figure than req/s on a shared machine:
+# wrk and the origin compete for the same 2 cores) per run and the medians.
 #
 #   bench/proxy.sh                     # 3 runs x 15 s at 64 connections
 #   RUNS=5 DURATION=20s CONNS=64 bench/proxy.sh
@@ -47,18 +49,23 @@ nginx_conf="
     }
   }"
 
-# run_one NAME URL PID -> "rps mbps rss_kib"
+# run_one NAME URL PID -> "rps mbps rss_kib cpu_s_per_gb"
 run_one() {
   local name=$1 url=$2 pid=$3 out="$OUT_DIR/proxy-wrk-$1.txt"
+  local t0 t1
+  t0=$(cpu_ticks "$pid")
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s -s "$BENCH_DIR/rotate.lua" "$url" -- "$OUT_DIR/proxy-paths.txt" > "$out"
   local rps mbps rss
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   mbps=$(awk '/^Transfer\/sec:/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
           if (u=="GB") n*=1024; else if (u=="KB") n/=1024; else if (u!="MB") n/=1048576; printf "%.0f", n}' "$out")
   rss=$(peak_rss_kib "$pid")
+  t1=$(cpu_ticks "$pid")
+  local secs=${DURATION%s} cpu
+  cpu=$(echo "($t1 - $t0) / $(getconf CLK_TCK) / ($mbps * $secs / 1024)" | bc -l)
   local errors
   errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
-  echo "$rps $mbps $rss" 
+  printf '%s %s %s %.2f\n' "$rps" "$mbps" "$rss" "$cpu"
   [ -z "$errors" ] || echo "  $name: $errors" >&2
 }
 
@@ -82,13 +89,14 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 echo
-echo "| server | req/s (median) | MB/s (median) | peak RSS MiB (median) |"
-echo "|---|---|---|---|"
+echo "| server | req/s (median) | MB/s (median) | peak RSS MiB (median) | CPU s per GB (median) |"
+echo "|---|---|---|---|---|"
 for s in nginx sluice; do
   rps=$(awk -v s=$s '$1==s {print $4}' "$results" | median)
   mbps=$(awk -v s=$s '$1==s {print $5}' "$results" | median)
   rss=$(awk -v s=$s '$1==s {print $6}' "$results" | median)
-  printf '| %s | %.0f | %.0f | %.1f |\n' "$s" "$rps" "$mbps" "$(echo "$rss / 1024" | bc -l)"
+  cpu=$(awk -v s=$s '$1==s {print $7}' "$results" | median)
+  printf '| %s | %.0f | %.0f | %.1f | %.2f |\n' "$s" "$rps" "$mbps" "$(echo "$rss / 1024" | bc -l)" "$cpu"
 done
 n=$(awk '$1=="nginx" {print $4}' "$results" | median)
 s=$(awk '$1=="sluice" {print $4}' "$results" | median)

@@ -98,6 +98,12 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Splice unchanged pass-through bodies from plain-http origins to
+    /// HTTP/1 clients in the kernel (zero-copy; Linux). `false` streams them
+    /// through user space, e.g. under a seccomp policy that forbids splice(2).
+    #[arg(long, env = "SLUICE_SPLICE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub splice: bool,
+
     /// On SIGTERM/SIGINT, how long in-flight responses may take to finish.
     #[arg(long, env = "SLUICE_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,

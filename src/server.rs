@@ -64,6 +64,7 @@ impl Server {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.admin_listen))?;
         tracing::info!(origin = %origin.describe(), "origin configured");
+        raise_open_file_limit();
         Ok(Server {
             client,
             admin,
@@ -123,6 +124,23 @@ impl Server {
     }
 }
 
+/// Raise the soft open-file limit to the hard one, as Go's runtime and
+/// nginx's `worker_rlimit_nofile` do: a spliced stream holds four
+/// descriptors (client, origin, a pipe's two ends), and shells often start
+/// with a soft limit of 1024 under a much higher hard one.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        let raised = limit.current;
+        match setrlimit(Resource::Nofile, limit) {
+            Ok(()) => tracing::debug!(?raised, "raised the open-file limit"),
+            Err(e) => tracing::debug!(error = %e, "could not raise the open-file limit"),
+        }
+    }
+}
+
 async fn serve_listener(
     listener: TcpListener,
     which: Listener,
@@ -173,9 +191,11 @@ async fn serve_listener(
         // Pass-through bodies may be spliced into this connection; its
         // pipe travels with each request (crate::splice).
         let io = ClientIo::new(stream);
-        let pipe = io.pipe();
+        let pipe = state.config.splice.then(|| io.pipe());
         let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(pipe.clone());
+            if let Some(pipe) = &pipe {
+                req.extensions_mut().insert(pipe.clone());
+            }
             handle(state.clone(), which, req, peer)
         });
         let conn = builder

@@ -396,6 +396,21 @@ async fn http1_bodies_are_spliced_byte_for_byte_and_http2_ones_streamed() {
     assert_eq!(spliced_bytes(&sluice).await, before);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splice_false_streams_every_body_through_user_space() {
+    let origin = TestOrigin::start().await;
+    let sluice = sluice_for(&origin, &["--splice", "false"]);
+    const N: u64 = (8 << 20) + 7;
+    let resp = client()
+        .get(sluice.url(&format!("/bytes/{N}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_whole_pattern(resp, N).await;
+    assert_eq!(spliced_bytes(&sluice).await, 0);
+}
+
 /// An origin that answers each connection's first request with the canned
 /// bytes for its path, then closes. For framings hyper's test server
 /// cannot be made to send.
