@@ -77,7 +77,7 @@ pub async fn serve<B>(
     )?;
     // A body that goes out unchanged may be spliced: it never enters user space.
     let body = if recode.is_unchanged() {
-        upstream.body.into_body(pipe.and_then(|p| p.open()))
+        upstream.body.into_body(pipe.as_ref())
     } else {
         recode.apply(upstream.body.into_body(None))
     };

@@ -411,6 +411,49 @@ async fn splice_false_streams_every_body_through_user_space() {
     assert_eq!(spliced_bytes(&sluice).await, 0);
 }
 
+/// Pipes among a process's open file descriptors.
+fn open_pipes(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_connections_are_reused_and_idle_client_connections_hold_no_pipe() {
+    let origin = TestOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let pipes_at_start = open_pipes(sluice.pid());
+    let keepalive = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Small bodies arrive whole with the head, 304s and HEADs have none, and
+    // large ones are spliced: after each, the origin connection is reused.
+    for i in 0..5 {
+        let small = keepalive
+            .get(sluice.url("/bytes/100"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(small.bytes().await.unwrap().len(), 100);
+        let not_modified = keepalive
+            .get(sluice.url("/bytes/100"))
+            .header("if-none-match", "\"b100\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(not_modified.status(), 304);
+        let large = keepalive
+            .get(sluice.url("/bytes/3000000"))
+            .send()
+            .await
+            .unwrap();
+        assert_whole_pattern(large, 3_000_000).await;
+        // The client connection stays open, idle; its pipe is gone.
+        assert_eq!(open_pipes(sluice.pid()), pipes_at_start, "round {i}");
+    }
+    assert_eq!(origin.connections_accepted(), 1);
+}
+
 /// An origin that answers each connection's first request with the canned
 /// bytes for its path, then closes. For framings hyper's test server
 /// cannot be made to send.
@@ -486,6 +529,15 @@ async fn the_origin_client_reads_every_framing_and_refuses_bad_heads() {
         ),
         ("/not-http", b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec()),
         (
+            "/plus-length",
+            b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\nhello".to_vec(),
+        ),
+        (
+            "/sizeless-chunk",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n;x\r\n\r\n"
+                .to_vec(),
+        ),
+        (
             "/bad-chunk",
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"
                 .to_vec(),
@@ -514,14 +566,19 @@ async fn the_origin_client_reads_every_framing_and_refuses_bad_heads() {
         "a short body must not end cleanly"
     );
 
-    for path in ["/conflicting-length", "/not-http"] {
+    for path in ["/conflicting-length", "/not-http", "/plus-length"] {
         let r = get(path).await.unwrap();
         assert_eq!(r.status(), 502, "{path}");
         assert!(!r.text().await.unwrap().is_empty(), "{path}: a reason");
     }
     // A corrupt chunked body aborts the transfer; hyper may not even have
     // sent the head yet when the first chunk fails.
-    if let Ok(r) = get("/bad-chunk").await {
-        assert!(r.bytes().await.is_err(), "a corrupt chunked body aborts");
+    for path in ["/bad-chunk", "/sizeless-chunk"] {
+        if let Ok(r) = get(path).await {
+            assert!(
+                r.bytes().await.is_err(),
+                "{path}: a corrupt chunked body aborts"
+            );
+        }
     }
 }

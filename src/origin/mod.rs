@@ -12,7 +12,6 @@ mod http_origin;
 mod raw_http;
 mod tls;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
@@ -24,7 +23,7 @@ use crate::body::Body;
 use crate::config::OriginSpec;
 use crate::error::Result;
 use crate::metrics;
-use crate::splice::Pipe;
+use crate::splice::ConnPipe;
 use raw_http::RawBody;
 
 /// A request to the origin. `path_and_query` is the raw, still
@@ -79,14 +78,15 @@ pub enum PassBody {
 }
 
 impl PassBody {
-    /// The body as a stream of chunks, spliced into `pipe` when one is given
-    /// and the body has a length (see [`crate::splice`]).
-    pub fn into_body(self, pipe: Option<Arc<Pipe>>) -> Body {
+    /// The body as a stream of chunks, spliced through the client
+    /// connection's pipe when one is given and the body has a length (see
+    /// [`crate::splice`]).
+    pub fn into_body(self, pipe: Option<&ConnPipe>) -> Body {
         match self {
             PassBody::Stream(body) => body,
             PassBody::Socket { body, asked } => {
                 let body = match pipe {
-                    Some(pipe) => body.spliced(pipe).unwrap_or_else(RawBody::streamed),
+                    Some(pipe) => body.spliced_or_streamed(pipe),
                     None => body.streamed(),
                 };
                 metrics::upstream::count_body(body, asked)

@@ -48,6 +48,7 @@ impl ClientIo {
             match spliced {
                 Ok(k) => {
                     pipe.drained(k);
+                    self.pipe.release_if_idle();
                     return Poll::Ready(Ok(k));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

@@ -3,13 +3,13 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Version};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::pipe::{fcntl_setpipe_size, pipe_with, PipeFlags};
+use rustix::pipe::{fcntl_getpipe_size, fcntl_setpipe_size, pipe_with, PipeFlags};
 use tokio::net::unix::pipe::Sender;
 
 /// Largest single splice from the origin, and so the largest placeholder.
@@ -18,6 +18,12 @@ pub const MAX_SPLICE: usize = 128 * 1024;
 /// Capacity asked for each pipe. The default (16 pages) splits a 128 KiB
 /// chunk into several calls; 64 pages take it at once.
 pub const PIPE_SIZE: usize = 256 * 1024;
+
+/// A pipe smaller than this is not used. Past `fs.pipe-user-pages-soft`
+/// (16384 pages per user, so 256 of our pipes) Linux refuses to grow pipes
+/// and makes new ones with 2 pages; splicing through those is slower than
+/// streaming.
+const MIN_PIPE_SIZE: usize = 64 * 1024;
 
 /// The region placeholders point into. Zero-initialised, so it lives in
 /// .bss and costs no memory: nothing ever reads it.
@@ -40,17 +46,25 @@ pub struct Pipe {
     pub(super) read: OwnedFd,
     write: Sender,
     held: AtomicUsize,
+    /// The body filling it has put in its last byte.
+    finished: AtomicBool,
 }
 
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (read, write) = pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-        // Best effort: a pipe that stays at the default size still works.
+        // Growing may be refused (the per-user quota); the size it has decides.
         let _ = fcntl_setpipe_size(&write, PIPE_SIZE);
+        if fcntl_getpipe_size(&write)? < MIN_PIPE_SIZE {
+            return Err(io::Error::other(
+                "pipe quota exhausted (fs.pipe-user-pages-soft)",
+            ));
+        }
         Ok(Pipe {
             read,
             write: Sender::from_owned_fd_unchecked(write)?,
             held: AtomicUsize::new(0),
+            finished: AtomicBool::new(false),
         })
     }
 
@@ -72,6 +86,17 @@ impl Pipe {
         self.held.fetch_sub(n, Ordering::AcqRel);
     }
 
+    /// The body has spliced in its last byte; once those are out, the
+    /// connection lets the pipe go.
+    pub fn finish(&self) {
+        self.finished.store(true, Ordering::Release);
+    }
+
+    /// Empty, and no body is filling it.
+    pub(super) fn idle(&self) -> bool {
+        self.finished.load(Ordering::Acquire) && self.held() == 0
+    }
+
     /// Whether a write would find room now (poll(2) with no wait). The
     /// pipe counts pages, not bytes, so `held` cannot tell.
     pub fn has_room(&self) -> io::Result<bool> {
@@ -80,13 +105,20 @@ impl Pipe {
             tv_sec: 0,
             tv_nsec: 0,
         };
-        poll(&mut fds, Some(&none))?;
-        Ok(fds[0].revents().contains(PollFlags::OUT))
+        loop {
+            match poll(&mut fds, Some(&none)) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => other?,
+            };
+            return Ok(fds[0].revents().contains(PollFlags::OUT));
+        }
     }
 }
 
-/// One client connection's pipe, made on first use and shared between the
-/// response bodies (which fill it) and [`super::ClientIo`] (which drains it).
+/// One client connection's pipe, shared between the response body that
+/// fills it and [`super::ClientIo`], which drains it. It exists only while a
+/// spliced body is in flight: made when one starts, let go once its last
+/// byte is out, so idle keep-alive connections hold no pipe.
 #[derive(Clone, Default)]
 pub struct ConnPipe(Arc<Mutex<Option<Arc<Pipe>>>>);
 
@@ -100,11 +132,15 @@ impl ConnPipe {
         req.extensions().get::<ConnPipe>().cloned()
     }
 
-    /// The pipe, made now if this connection has none yet. `None` when the
-    /// system refuses one (file descriptors exhausted): stream instead.
+    /// A pipe for the next spliced body. `None` when the system refuses one
+    /// (file descriptors or the pipe quota exhausted): stream instead.
     pub fn open(&self) -> Option<Arc<Pipe>> {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
+        if let Some(pipe) = slot.as_ref() {
+            // Responses on a connection are sequential; a pipe still
+            // draining the last one takes the next one's bytes behind them.
+            pipe.finished.store(false, Ordering::Release);
+        } else {
             match Pipe::new() {
                 Ok(p) => *slot = Some(Arc::new(p)),
                 Err(e) => {
@@ -116,9 +152,17 @@ impl ConnPipe {
         slot.clone()
     }
 
-    /// The pipe if one was made.
+    /// The pipe of the body in flight, if any.
     pub(super) fn current(&self) -> Option<Arc<Pipe>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Let the pipe go if it is idle (its fds close with the last `Arc`).
+    pub(super) fn release_if_idle(&self) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|p| p.idle()) {
+            *slot = None;
+        }
     }
 }
 

@@ -220,6 +220,8 @@ pub struct OriginLog {
     pub bodies_dropped: Vec<Instant>,
     /// Connections currently open.
     pub open_connections: usize,
+    /// Connections accepted so far.
+    pub connections_accepted: usize,
     /// Body bytes handed to hyper so far, over all responses.
     pub bytes_sent: u64,
 }
@@ -297,6 +299,10 @@ impl TestOrigin {
         self.log.lock().unwrap().open_connections
     }
 
+    pub fn connections_accepted(&self) -> usize {
+        self.log.lock().unwrap().connections_accepted
+    }
+
     pub fn bytes_sent(&self) -> u64 {
         self.log.lock().unwrap().bytes_sent
     }
@@ -319,7 +325,11 @@ async fn serve_origin_connection<I>(io: I, state: Arc<Mutex<OriginLog>>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    state.lock().unwrap().open_connections += 1;
+    {
+        let mut log = state.lock().unwrap();
+        log.open_connections += 1;
+        log.connections_accepted += 1;
+    }
     let svc_state = state.clone();
     let svc = service_fn(move |req| respond(svc_state.clone(), req));
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

@@ -136,10 +136,15 @@ fn framing(status: StatusCode, method: &Method, headers: &HeaderMap) -> Result<F
     let mut length = None;
     for v in headers.get_all(CONTENT_LENGTH) {
         for part in v.to_str().unwrap_or("x").split(',') {
+            // Digits only: `u64::from_str` would also take "+5", which
+            // would then reach the client as it is.
+            let part = part.trim();
             let n: u64 = part
-                .trim()
-                .parse()
-                .map_err(|_| invalid("origin sent an invalid Content-Length"))?;
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| part.parse().ok())
+                .flatten()
+                .ok_or_else(|| invalid("origin sent an invalid Content-Length"))?;
             if length.is_some_and(|l| l != n) {
                 return Err(invalid("origin sent conflicting Content-Lengths"));
             }
@@ -207,6 +212,8 @@ mod tests {
         let conflicting = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\n";
         assert!(parse(conflicting.as_bytes(), &get).is_err());
         assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n", &get).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n", &get).is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: \r\n\r\n", &get).is_err());
         assert!(parse(b"NOT HTTP\r\n\r\n", &get).is_err());
         assert!(matches!(
             parse(b"HTTP/1.1 200 OK\r\n", &get),

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use http::header::{CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +31,7 @@ use tokio::net::TcpStream;
 use super::{OriginRequest, Timeouts};
 use crate::body::{Body, IdleTimeout};
 use crate::error::{Error, Result};
-use crate::splice::Pipe;
+use crate::splice::ConnPipe;
 use head::{Framing, Parsed};
 
 /// Idle connections kept per origin, and for how long.
@@ -56,10 +57,9 @@ impl Pool {
     /// The most recently used live idle connection.
     fn take(&self) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some((stream, since)) = idle.pop() {
-            if since.elapsed() > IDLE_TIMEOUT {
-                continue;
-            }
+        // The oldest sit at the bottom, where LIFO takes never reach.
+        idle.retain(|(_, since)| since.elapsed() <= IDLE_TIMEOUT);
+        while let Some((stream, _)) = idle.pop() {
             // An idle connection has nothing to read: a readable one was
             // closed by the origin (or sent garbage) and is dropped.
             if let Err(e) = stream.try_read(&mut [0u8; 1]) {
@@ -117,23 +117,22 @@ impl RawBody {
         IdleTimeout::new(body, self.idle).boxed_unsync()
     }
 
-    /// Splice the body into `pipe` when it has a length; otherwise give the
-    /// body back.
-    pub fn spliced(self, pipe: Arc<Pipe>) -> std::result::Result<Body, RawBody> {
+    /// Splice the body through the client connection's pipe when it has a
+    /// length and more of it than arrived with the head; otherwise stream it.
+    pub fn spliced_or_streamed(self, conn_pipe: &ConnPipe) -> Body {
         let Framing::Length(length) = self.framing else {
-            return Err(self);
+            return self.streamed();
         };
-        let mut residual = self.residual;
-        let mut conn = self.conn;
-        let early = residual.len() as u64;
-        if early > length {
-            // More than the body arrived: the connection cannot be reused.
-            residual.truncate(usize::try_from(length).unwrap_or(usize::MAX));
-            conn.keep_alive = false;
+        if self.residual.len() as u64 >= length {
+            return self.streamed();
         }
-        let remaining = length - (residual.len() as u64);
-        let body = spliced::SplicedBody::new(conn, pipe, residual.freeze(), remaining, self.idle);
-        Ok(body.boxed_unsync())
+        let Some(pipe) = conn_pipe.open() else {
+            return self.streamed();
+        };
+        let remaining = length - self.residual.len() as u64;
+        let residual = self.residual.freeze();
+        let body = spliced::SplicedBody::new(self.conn, pipe, residual, remaining, self.idle);
+        body.boxed_unsync()
     }
 }
 
@@ -165,7 +164,11 @@ impl RawHttp {
         }
     }
 
-    pub async fn fetch(&self, req: OriginRequest) -> Result<RawResponse> {
+    pub async fn fetch(&self, mut req: OriginRequest) -> Result<RawResponse> {
+        // No request body is sent: a client's body headers must not make
+        // the origin wait for one (or read the next request as one).
+        req.headers.remove(CONTENT_LENGTH);
+        req.headers.remove(EXPECT);
         let target = format!("{}{}", self.base_path, req.path_and_query);
         let head = head::request(&req.method, &target, &self.host, &req.headers);
         let limit = self.timeouts.first_byte;

@@ -41,6 +41,7 @@ enum Spliced {
 }
 
 impl SplicedBody {
+    /// `remaining` > 0: bodies that arrived whole with the head are streamed.
     pub(super) fn new(
         conn: Conn,
         pipe: Arc<Pipe>,
@@ -164,7 +165,9 @@ impl http_body::Body for SplicedBody {
         crate::metrics::upstream::count_spliced(moved);
         this.remaining -= moved as u64;
         if this.remaining == 0 {
-            // Every byte is in the pipe: the origin connection is free.
+            // Every byte is in the pipe: the origin connection is free, and
+            // the pipe can go once the client side has drained it.
+            this.pipe.finish();
             if let Some(conn) = this.conn.take() {
                 conn.release();
             }

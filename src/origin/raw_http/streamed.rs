@@ -46,13 +46,19 @@ impl StreamedBody {
             Framing::Length(n) => n,
             _ => 0,
         };
-        StreamedBody {
+        let mut body = StreamedBody {
             conn: Some(conn),
             buf,
             framing,
             chunk: Chunk::Size,
             remaining,
+        };
+        // hyper never polls a body that is empty from the start (204, 304,
+        // Content-Length: 0), so its connection is released here.
+        if body.at_end() {
+            body.finish();
         }
+        body
     }
 
     /// The next piece of body that the buffer can give, if any.
@@ -67,6 +73,11 @@ impl StreamedBody {
                 Framing::Chunked => {}
             }
             match self.chunk {
+                // httparse reads a size line without digits as 0, which
+                // would end a broken body early as if it were complete.
+                Chunk::Size if self.buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                    return Err(broken("origin sent a chunk-size line without a size"))
+                }
                 Chunk::Size => match httparse::parse_chunk_size(&self.buf) {
                     Ok(httparse::Status::Complete((used, size))) => {
                         self.buf.advance(used);
