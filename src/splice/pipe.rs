@@ -25,6 +25,12 @@ pub const PIPE_SIZE: usize = 256 * 1024;
 /// streaming.
 const MIN_PIPE_SIZE: usize = 64 * 1024;
 
+/// Empty pipes kept for the next spliced body, so that a busy server does
+/// not make and close a pipe (five syscalls and a reactor registration) per
+/// response. Bounded: each counts against the per-user pipe quota.
+static SPARE: Mutex<Vec<Arc<Pipe>>> = Mutex::new(Vec::new());
+const MAX_SPARE: usize = 64;
+
 /// The region placeholders point into. Zero-initialised, so it lives in
 /// .bss and costs no memory: nothing ever reads it.
 static PLACEHOLDER: [u8; MAX_SPLICE] = [0; MAX_SPLICE];
@@ -140,6 +146,9 @@ impl ConnPipe {
             // Responses on a connection are sequential; a pipe still
             // draining the last one takes the next one's bytes behind them.
             pipe.finished.store(false, Ordering::Release);
+        } else if let Some(spare) = SPARE.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            spare.finished.store(false, Ordering::Release);
+            *slot = Some(spare);
         } else {
             match Pipe::new() {
                 Ok(p) => *slot = Some(Arc::new(p)),
@@ -157,11 +166,19 @@ impl ConnPipe {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Let the pipe go if it is idle (its fds close with the last `Arc`).
+    /// Let the pipe go if it is idle: to the spare list, or closed.
     pub(super) fn release_if_idle(&self) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.as_ref().is_some_and(|p| p.idle()) {
-            *slot = None;
+        if !slot.as_ref().is_some_and(|p| p.idle()) {
+            return;
+        }
+        // The finished body may still hold a reference until hyper drops
+        // it; it never touches the pipe again, so the pipe can move on.
+        if let Some(pipe) = slot.take() {
+            let mut spare = SPARE.lock().unwrap_or_else(|p| p.into_inner());
+            if spare.len() < MAX_SPARE {
+                spare.push(pipe);
+            }
         }
     }
 }
