@@ -813,3 +813,69 @@ async fn a_full_size_reencode_of_a_16_mp_photo_fits_the_default_budget() {
     assert!(peak < (256 + 48) << 20, "peak RSS {} MiB", peak >> 20);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn png_and_webp_sources_are_turned_upright_by_their_exif_orientation() {
+    // Sources: orient-6.jpg's stored (sideways) pixels, enlarged, as PNG and
+    // WebP, made by sluice itself with ar:0, then tagged Orientation=6 and an XMP
+    // title by exiftool (PNG eXIf before the image data, WebP EXIF after it).
+    let odd = Sluice::start(&["--origin", odd_dir().to_str().unwrap()]);
+    let (_, _, upright) = get(&odd.url("/img/_/w:200/plain/orient-1.jpg@png")).await;
+    let upright = rgb(&upright);
+    let dir = std::env::temp_dir().join(format!("sluice-orient-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for ext in ["png", "webp"] {
+        let (status, _, sideways) = get(&odd.url(&format!(
+            "/img/_/ar:0/w:1200/el:1/q:90/plain/orient-6.jpg@{ext}"
+        )))
+        .await;
+        assert_eq!(status, 200);
+        // Larger than the directory origin's 64 KiB chunks, so the early probe
+        // cannot have seen a WebP's EXIF.
+        assert!(
+            sideways.len() > 128 << 10,
+            "{ext}: {} bytes",
+            sideways.len()
+        );
+        let path = dir.join(format!("o6.{ext}"));
+        std::fs::write(&path, &sideways).unwrap();
+        let tagged = Command::new("exiftool")
+            .args([
+                "-q",
+                "-overwrite_original",
+                "-Orientation#=6",
+                "-XMP-dc:Title=kept from the source",
+            ])
+            .arg(&path)
+            .status()
+            .expect("exiftool (libimage-exiftool-perl)");
+        assert!(tagged.success());
+        assert_eq!(
+            exif_orientation_of(&std::fs::read(&path).unwrap(), ext),
+            "6"
+        );
+    }
+    let s = Sluice::start(&["--origin", dir.to_str().unwrap()]);
+    for ext in ["png", "webp"] {
+        let (status, _, body) = get(&s.url(&format!("/img/_/w:200/plain/o6.{ext}@png"))).await;
+        assert_eq!(status, 200, "{ext}");
+        let img = rgb(&body);
+        assert_eq!((img.1, img.2), (200, 150), "{ext}: upright");
+        let db = psnr(&img, &upright);
+        assert!(db > 30.0, "{ext}: {db:.1} dB against the upright JPEG");
+        // ar:0 leaves it sideways.
+        let (_, _, body) = get(&s.url(&format!("/img/_/w:150/ar:0/plain/o6.{ext}@png"))).await;
+        let img = rgb(&body);
+        assert_eq!((img.1, img.2), (150, 200), "{ext}: ar:0");
+        // sm:0 carries the EXIF (now saying 1) and the XMP over.
+        let (_, _, body) = get(&s.url(&format!("/img/_/w:100/sm:0/plain/o6.{ext}@jpg"))).await;
+        assert_eq!(exif_orientation_of(&body, "jpg"), "1", "{ext}: sm:0");
+        let title = exiftool(&body, "jpg", &["-s3", "-XMP-dc:Title"]);
+        assert_eq!(
+            String::from_utf8_lossy(&title).trim(),
+            "kept from the source",
+            "{ext}: XMP with sm:0"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -7,7 +7,7 @@
 use bytes::Buf;
 use http_body_util::BodyExt;
 
-use super::probe::{probe, Probe};
+use super::probe::{probe, source_orientation, Probe, SourceFormat};
 use crate::body::Body;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, Kind, Result};
@@ -128,6 +128,11 @@ pub async fn read(
         return Err(Error::upstream_broken(
             "source body is shorter than its Content-Length",
         ));
+    }
+    let mut probe = probe;
+    if probe.format != SourceFormat::Jpeg {
+        // The early probe saw only the first bytes; a WebP's EXIF comes last.
+        probe.orientation = source_orientation(&data, probe.format);
     }
     Ok(Input { data, probe, held })
 }

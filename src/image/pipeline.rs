@@ -17,7 +17,7 @@ use super::decode::{decode, jpeg_shrink, Bitmap};
 use super::encode::{encode, EncodeSettings, Metadata};
 use super::geometry::{orient, plan, Plan};
 use super::options::{Options, OutputFormat};
-use super::probe::{exif_upright, jpeg_exif, jpeg_xmp, probe, Probe, SourceFormat};
+use super::probe::{exif_upright, probe, source_exif, source_xmp, Probe, SourceFormat};
 use super::resize::{flatten, resize};
 use crate::error::{Error, Kind, Result};
 
@@ -173,15 +173,14 @@ pub fn run_variants(
     Ok(out)
 }
 
-/// What a source carries besides pixels: its ICC profile, and (JPEG
-/// sources only) its EXIF block and XMP packet. The ICC profile is always
-/// kept (colours would shift without it); EXIF and XMP only with `sm:0`.
+/// What a source carries besides pixels: its ICC profile, EXIF block and
+/// XMP packet. The ICC profile is always kept (colours would shift without
+/// it); EXIF and XMP only with `sm:0`.
 fn source_metadata<'a>(data: &'a [u8], p: &Probe, icc: Option<&'a [u8]>) -> Metadata<'a> {
-    let jpeg = p.format == SourceFormat::Jpeg;
     Metadata {
         icc,
-        exif: jpeg.then(|| jpeg_exif(data)).flatten(),
-        xmp: jpeg.then(|| jpeg_xmp(data)).flatten(),
+        exif: source_exif(data, p.format),
+        xmp: source_xmp(data, p.format),
     }
 }
 

@@ -364,6 +364,77 @@ pub fn jpeg_xmp(d: &[u8]) -> Option<&[u8]> {
     })
 }
 
+/// The chunks of a PNG after its signature, as (type, data), up to IEND or
+/// the first that runs past the end.
+fn png_chunks(d: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut at = 8usize;
+    std::iter::from_fn(move || {
+        let len = usize::try_from(u32::from_be_bytes(d.get(at..at + 4)?.try_into().ok()?)).ok()?;
+        let kind = d.get(at + 4..at + 8)?;
+        let body = d.get(at + 8..(at + 8).checked_add(len)?)?;
+        at = at + 12 + len;
+        (kind != b"IEND").then_some((kind, body))
+    })
+}
+
+/// The chunks of a WebP (RIFF) after its header, as (FourCC, data).
+fn webp_chunks(d: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut at = 12usize;
+    std::iter::from_fn(move || {
+        let kind = d.get(at..at + 4)?;
+        let len =
+            usize::try_from(u32::from_le_bytes(d.get(at + 4..at + 8)?.try_into().ok()?)).ok()?;
+        let body = d.get(at + 8..(at + 8).checked_add(len)?)?;
+        at = at + 8 + len + (len & 1);
+        Some((kind, body))
+    })
+}
+
+/// A source's TIFF-structured EXIF block: JPEG APP1 `Exif`, PNG `eXIf`,
+/// WebP `EXIF`. A WebP's EXIF chunk follows the image data, so only the
+/// whole file has it.
+pub fn source_exif(d: &[u8], format: SourceFormat) -> Option<&[u8]> {
+    let raw = match format {
+        SourceFormat::Jpeg => return jpeg_exif(d),
+        SourceFormat::Png => png_chunks(d).find_map(|(k, b)| (k == b"eXIf").then_some(b)),
+        SourceFormat::Webp => webp_chunks(d).find_map(|(k, b)| (k == b"EXIF").then_some(b)),
+        SourceFormat::Gif => None,
+    }?;
+    // Some writers keep JPEG's "Exif\0\0" signature inside the chunk.
+    Some(raw.strip_prefix(b"Exif\0\0").unwrap_or(raw))
+}
+
+/// A source's EXIF orientation, 1 when it has none.
+pub fn source_orientation(d: &[u8], format: SourceFormat) -> u8 {
+    source_exif(d, format)
+        .and_then(exif_orientation)
+        .unwrap_or(1)
+}
+
+/// A source's XMP packet: JPEG APP1, PNG `iTXt` `XML:com.adobe.xmp` (when
+/// stored uncompressed, as XMP writers do), WebP `XMP `.
+pub fn source_xmp(d: &[u8], format: SourceFormat) -> Option<&[u8]> {
+    match format {
+        SourceFormat::Jpeg => jpeg_xmp(d),
+        SourceFormat::Png => png_chunks(d).find_map(|(k, b)| (k == b"iTXt").then(|| png_xmp(b))?),
+        SourceFormat::Webp => webp_chunks(d).find_map(|(k, b)| (k == b"XMP ").then_some(b)),
+        SourceFormat::Gif => None,
+    }
+}
+
+/// The text of an uncompressed `iTXt` chunk with the XMP keyword.
+fn png_xmp(itxt: &[u8]) -> Option<&[u8]> {
+    // keyword \0, compressed flag, method, language \0, translated \0, text
+    let rest = itxt.strip_prefix(b"XML:com.adobe.xmp\0")?;
+    let (&compressed, rest) = rest.split_first()?;
+    if compressed != 0 {
+        return None;
+    }
+    let rest = rest.get(1..)?;
+    let rest = &rest[rest.iter().position(|&c| c == 0)? + 1..];
+    Some(&rest[rest.iter().position(|&c| c == 0)? + 1..])
+}
+
 /// Whether a JPEG has an Adobe APP14 segment (its CMYK is stored inverted).
 pub fn jpeg_is_adobe(d: &[u8]) -> bool {
     jpeg_segments(d).any(|(marker, body)| marker == 0xEE && body.starts_with(b"Adobe"))
@@ -440,7 +511,8 @@ fn png(d: &[u8]) -> Result<Option<Probe>> {
         alpha,
         progressive: d[28] == 1,
         coefficients_buffered: false,
-        orientation: 1,
+        // libpng and exiftool write eXIf before the image data.
+        orientation: source_orientation(d, SourceFormat::Png),
         planes_x16: 16 * u32::from(components),
     }))
 }
@@ -503,7 +575,8 @@ fn webp(d: &[u8]) -> Result<Option<Probe>> {
         alpha,
         progressive: false,
         coefficients_buffered: false,
-        orientation: 1,
+        // Found once the whole file is in (its EXIF chunk comes last).
+        orientation: source_orientation(d, SourceFormat::Webp),
         planes_x16: if alpha { 64 } else { 48 },
     }))
 }
@@ -669,6 +742,54 @@ mod tests {
         assert_eq!(exif_orientation(&exif_upright(be)), Some(1));
         assert_eq!(jpeg_exif(b"\xFF\xD8\xFF\xDA\0\x02"), None);
         assert_eq!(exif_upright(b"not tiff"), b"not tiff");
+    }
+
+    #[test]
+    fn png_and_webp_chunks_give_exif_and_xmp() {
+        // Orientation 8, big-endian; one writer style keeps "Exif\0\0".
+        let tiff = b"MM\0*\0\0\0\x08\0\x01\x01\x12\0\x03\0\0\0\x01\0\x08\0\0";
+        let xmp = b"<x:xmpmeta/>";
+        let png_chunk = |kind: &[u8], body: &[u8]| {
+            let mut c = (body.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(body);
+            c.extend_from_slice(&[0; 4]); // CRC, not checked here
+            c
+        };
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(png_chunk(b"IHDR", &[0; 13]));
+        png.extend(png_chunk(b"eXIf", &[b"Exif\0\0".as_slice(), tiff].concat()));
+        let itxt = [b"XML:com.adobe.xmp\0\0\0\0\0".as_slice(), xmp].concat();
+        png.extend(png_chunk(b"iTXt", &itxt));
+        png.extend(png_chunk(b"IEND", b""));
+        assert_eq!(source_exif(&png, SourceFormat::Png), Some(tiff.as_slice()));
+        assert_eq!(source_orientation(&png, SourceFormat::Png), 8);
+        assert_eq!(source_xmp(&png, SourceFormat::Png), Some(xmp.as_slice()));
+        // A compressed iTXt is not inflated; a chunk running past the end stops the walk.
+        let compressed = [b"XML:com.adobe.xmp\0\x01\0\0\0".as_slice(), xmp].concat();
+        assert_eq!(png_xmp(&compressed), None);
+        let mut cut = png[..33].to_vec();
+        cut.extend_from_slice(&u32::MAX.to_be_bytes());
+        cut.extend_from_slice(b"eXIf");
+        assert_eq!(source_exif(&cut, SourceFormat::Png), None);
+
+        let webp_chunk = |kind: &[u8], body: &[u8]| {
+            let mut c = kind.to_vec();
+            c.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            c.extend_from_slice(body);
+            if body.len() % 2 == 1 {
+                c.push(0);
+            }
+            c
+        };
+        let mut webp = b"RIFF\0\0\0\0WEBP".to_vec();
+        webp.extend(webp_chunk(b"VP8X", &[0x0C, 0, 0, 0, 0, 0, 0, 0, 0, 0]));
+        webp.extend(webp_chunk(b"VP8 ", &[0; 11])); // odd: padded
+        webp.extend(webp_chunk(b"EXIF", tiff));
+        webp.extend(webp_chunk(b"XMP ", xmp));
+        assert_eq!(source_orientation(&webp, SourceFormat::Webp), 8);
+        assert_eq!(source_xmp(&webp, SourceFormat::Webp), Some(xmp.as_slice()));
+        assert_eq!(source_orientation(&webp[..40], SourceFormat::Webp), 1);
     }
 
     #[test]
