@@ -879,3 +879,40 @@ async fn png_and_webp_sources_are_turned_upright_by_their_exif_orientation() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn iptc_is_stripped_by_default_and_kept_in_jpeg_output_with_sm_0() {
+    let dir = std::env::temp_dir().join(format!("sluice-iptc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("iptc.jpg");
+    std::fs::copy(odd_dir().join("ycc-420.jpg"), &source).unwrap();
+    let tagged = Command::new("exiftool")
+        .args([
+            "-q",
+            "-overwrite_original",
+            "-IPTC:By-line=A. Photographer",
+            "-IPTC:CopyrightNotice=(c) sluice tests",
+        ])
+        .arg(&source)
+        .status()
+        .expect("exiftool (libimage-exiftool-perl)");
+    assert!(tagged.success());
+    let byline = |data: &[u8], ext: &str| {
+        let out = exiftool(data, ext, &["-s3", "-IPTC:By-line"]);
+        String::from_utf8_lossy(&out).trim().to_string()
+    };
+    assert_eq!(
+        byline(&std::fs::read(&source).unwrap(), "jpg"),
+        "A. Photographer"
+    );
+    let s = Sluice::start(&["--origin", dir.to_str().unwrap()]);
+    let (status, _, body) = get(&s.url("/img/_/w:100/plain/iptc.jpg@jpg")).await;
+    assert_eq!(status, 200);
+    assert_eq!(byline(&body, "jpg"), "", "stripped by default");
+    let (status, _, body) = get(&s.url("/img/_/w:100/sm:0/plain/iptc.jpg@jpg")).await;
+    assert_eq!(status, 200);
+    assert_eq!(byline(&body, "jpg"), "A. Photographer", "kept with sm:0");
+    let notice = exiftool(&body, "jpg", &["-s3", "-IPTC:CopyrightNotice"]);
+    assert_eq!(String::from_utf8_lossy(&notice).trim(), "(c) sluice tests");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,6 +24,9 @@ pub struct Metadata<'a> {
     pub exif: Option<&'a [u8]>,
     /// An XMP packet (only with `sm:0`).
     pub xmp: Option<&'a [u8]>,
+    /// IPTC-NAA records (only with `sm:0`; JPEG output only: PNG and WebP
+    /// have no standard place for them).
+    pub iptc: Option<&'a [u8]>,
 }
 
 /// The signature that starts an XMP APP1 segment in a JPEG.
@@ -86,8 +89,27 @@ fn jpeg(b: &Bitmap, s: &EncodeSettings, meta: Metadata<'_>, out: &mut Vec<u8>) -
             e.add_app_segment(1, app1).map_err(|e| failed("JPEG", e))?;
         }
     }
+    if let Some(app13) = meta.iptc.and_then(photoshop_iptc_segment) {
+        e.add_app_segment(13, app13)
+            .map_err(|e| failed("JPEG", e))?;
+    }
     e.encode(&b.pixels, w, h, color)
         .map_err(|e| failed("JPEG", e))
+}
+
+/// An APP13 body holding only the IPTC-NAA resource (Photoshop image
+/// resource 0x0404), as Photoshop and exiftool write it. None when it would
+/// not fit one segment.
+fn photoshop_iptc_segment(iptc: &[u8]) -> Option<Vec<u8>> {
+    let size = u32::try_from(iptc.len()).ok()?;
+    let mut app13 = b"Photoshop 3.0\0".to_vec();
+    app13.extend_from_slice(b"8BIM\x04\x04\0\0"); // resource 0x0404, empty name
+    app13.extend_from_slice(&size.to_be_bytes());
+    app13.extend_from_slice(iptc);
+    if iptc.len() % 2 == 1 {
+        app13.push(0);
+    }
+    (app13.len() <= 65533).then_some(app13)
 }
 
 fn png(b: &Bitmap, meta: Metadata<'_>, out: &mut Vec<u8>) -> Result<()> {

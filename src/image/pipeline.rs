@@ -17,7 +17,7 @@ use super::decode::{decode, jpeg_shrink, Bitmap};
 use super::encode::{encode, EncodeSettings, Metadata};
 use super::geometry::{orient, plan, Plan};
 use super::options::{Options, OutputFormat};
-use super::probe::{exif_upright, probe, source_exif, source_xmp, Probe, SourceFormat};
+use super::probe::{exif_upright, jpeg_iptc, probe, source_exif, source_xmp, Probe, SourceFormat};
 use super::resize::{flatten, resize};
 use crate::error::{Error, Kind, Result};
 
@@ -173,14 +173,17 @@ pub fn run_variants(
     Ok(out)
 }
 
-/// What a source carries besides pixels: its ICC profile, EXIF block and
-/// XMP packet. The ICC profile is always kept (colours would shift without
+/// What a source carries besides pixels: its ICC profile, EXIF block, XMP
+/// packet and (JPEG) IPTC records. The ICC profile is always kept (colours would shift without
 /// it); EXIF and XMP only with `sm:0`.
 fn source_metadata<'a>(data: &'a [u8], p: &Probe, icc: Option<&'a [u8]>) -> Metadata<'a> {
     Metadata {
         icc,
         exif: source_exif(data, p.format),
         xmp: source_xmp(data, p.format),
+        iptc: (p.format == SourceFormat::Jpeg)
+            .then(|| jpeg_iptc(data))
+            .flatten(),
     }
 }
 
@@ -243,6 +246,7 @@ fn finish(
             icc: metadata.icc,
             exif: exif.as_deref(),
             xmp: metadata.xmp.filter(|_| keep),
+            iptc: metadata.iptc.filter(|_| keep),
         },
     )?;
     Ok(ProcessedImage {

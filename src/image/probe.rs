@@ -435,6 +435,34 @@ fn png_xmp(itxt: &[u8]) -> Option<&[u8]> {
     Some(&rest[rest.iter().position(|&c| c == 0)? + 1..])
 }
 
+/// A JPEG's IPTC-NAA records: Photoshop image resource 0x0404 of its APP13
+/// `Photoshop 3.0` segment. The other resources there (a thumbnail of the
+/// original among them) are not kept.
+pub fn jpeg_iptc(d: &[u8]) -> Option<&[u8]> {
+    jpeg_segments(d).find_map(|(marker, body)| match marker {
+        0xED => photoshop_resource(body.strip_prefix(b"Photoshop 3.0\0")?, 0x0404),
+        _ => None,
+    })
+}
+
+/// The data of one resource in a run of Photoshop `8BIM` image resources:
+/// signature, id, a padded Pascal-string name, a size, padded data.
+fn photoshop_resource(mut d: &[u8], wanted: u16) -> Option<&[u8]> {
+    while d.len() >= 12 && d.starts_with(b"8BIM") {
+        let id = u16::from_be_bytes([d[4], d[5]]);
+        let name_len = usize::from(d[6]);
+        let name_field = (1 + name_len + 1) & !1; // padded to even
+        let at = 6 + name_field;
+        let size = usize::try_from(u32::from_be_bytes(d.get(at..at + 4)?.try_into().ok()?)).ok()?;
+        let data = d.get(at + 4..(at + 4).checked_add(size)?)?;
+        if id == wanted {
+            return Some(data);
+        }
+        d = d.get(at + 4 + size + (size & 1)..)?;
+    }
+    None
+}
+
 /// Whether a JPEG has an Adobe APP14 segment (its CMYK is stored inverted).
 pub fn jpeg_is_adobe(d: &[u8]) -> bool {
     jpeg_segments(d).any(|(marker, body)| marker == 0xEE && body.starts_with(b"Adobe"))
@@ -790,6 +818,46 @@ mod tests {
         assert_eq!(source_orientation(&webp, SourceFormat::Webp), 8);
         assert_eq!(source_xmp(&webp, SourceFormat::Webp), Some(xmp.as_slice()));
         assert_eq!(source_orientation(&webp[..40], SourceFormat::Webp), 1);
+    }
+
+    #[test]
+    fn iptc_is_found_among_photoshop_resources() {
+        let resource = |id: u16, name: &[u8], data: &[u8]| {
+            let mut r = b"8BIM".to_vec();
+            r.extend_from_slice(&id.to_be_bytes());
+            r.push(name.len() as u8);
+            r.extend_from_slice(name);
+            if name.len() % 2 == 0 {
+                r.push(0); // the Pascal string is padded to an even length
+            }
+            r.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            r.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                r.push(0);
+            }
+            r
+        };
+        let iptc = b"\x1c\x02\x50\x00\x0fA. Photographer";
+        let mut body = b"Photoshop 3.0\0".to_vec();
+        body.extend(resource(0x040C, b"thumb", &[0xFF; 7]));
+        body.extend(resource(0x0404, b"", iptc));
+        let jpeg = [
+            b"\xFF\xD8".as_slice(),
+            &app_segment(0xED, &body),
+            b"\xFF\xDA\0\x02",
+        ]
+        .concat();
+        assert_eq!(jpeg_iptc(&jpeg), Some(iptc.as_slice()));
+        // A size that runs past the end stops the walk.
+        let mut cut = b"Photoshop 3.0\08BIM\x04\x04\0\0".to_vec();
+        cut.extend_from_slice(&u32::MAX.to_be_bytes());
+        let jpeg = [
+            b"\xFF\xD8".as_slice(),
+            &app_segment(0xED, &cut),
+            b"\xFF\xDA\0\x02",
+        ]
+        .concat();
+        assert_eq!(jpeg_iptc(&jpeg), None);
     }
 
     #[test]
