@@ -620,6 +620,17 @@ fn exiftool(data: &[u8], ext: &str, args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
+/// Write tags into an image file in place with exiftool.
+fn exiftool_write(path: &std::path::Path, tags: &[&str]) {
+    let written = Command::new("exiftool")
+        .args(["-q", "-overwrite_original"])
+        .args(tags)
+        .arg(path)
+        .status()
+        .expect("exiftool (libimage-exiftool-perl)");
+    assert!(written.success(), "exiftool {tags:?}");
+}
+
 /// EXIF Orientation of an image file as exiftool reads it (JPEG APP1, PNG
 /// eXIf, WebP EXIF chunk); "" when the file has no EXIF.
 fn exif_orientation_of(data: &[u8], ext: &str) -> String {
@@ -682,16 +693,7 @@ async fn xmp_is_stripped_by_default_and_kept_with_sm_0() {
     std::fs::create_dir_all(&dir).unwrap();
     let source = dir.join("xmp.jpg");
     std::fs::copy(odd_dir().join("ycc-420.jpg"), &source).unwrap();
-    let tagged = Command::new("exiftool")
-        .args([
-            "-q",
-            "-overwrite_original",
-            "-XMP-dc:Title=sluice keeps this",
-        ])
-        .arg(&source)
-        .status()
-        .expect("exiftool (libimage-exiftool-perl)");
-    assert!(tagged.success());
+    exiftool_write(&source, &["-XMP-dc:Title=sluice keeps this"]);
     let title = |data: &[u8], ext: &str| {
         let out = exiftool(data, ext, &["-s3", "-XMP-dc:Title"]);
         String::from_utf8_lossy(&out).trim().to_string()
@@ -839,17 +841,10 @@ async fn png_and_webp_sources_are_turned_upright_by_their_exif_orientation() {
         );
         let path = dir.join(format!("o6.{ext}"));
         std::fs::write(&path, &sideways).unwrap();
-        let tagged = Command::new("exiftool")
-            .args([
-                "-q",
-                "-overwrite_original",
-                "-Orientation#=6",
-                "-XMP-dc:Title=kept from the source",
-            ])
-            .arg(&path)
-            .status()
-            .expect("exiftool (libimage-exiftool-perl)");
-        assert!(tagged.success());
+        exiftool_write(
+            &path,
+            &["-Orientation#=6", "-XMP-dc:Title=kept from the source"],
+        );
         assert_eq!(
             exif_orientation_of(&std::fs::read(&path).unwrap(), ext),
             "6"
@@ -886,17 +881,13 @@ async fn iptc_is_stripped_by_default_and_kept_in_jpeg_output_with_sm_0() {
     std::fs::create_dir_all(&dir).unwrap();
     let source = dir.join("iptc.jpg");
     std::fs::copy(odd_dir().join("ycc-420.jpg"), &source).unwrap();
-    let tagged = Command::new("exiftool")
-        .args([
-            "-q",
-            "-overwrite_original",
+    exiftool_write(
+        &source,
+        &[
             "-IPTC:By-line=A. Photographer",
             "-IPTC:CopyrightNotice=(c) sluice tests",
-        ])
-        .arg(&source)
-        .status()
-        .expect("exiftool (libimage-exiftool-perl)");
-    assert!(tagged.success());
+        ],
+    );
     let byline = |data: &[u8], ext: &str| {
         let out = exiftool(data, ext, &["-s3", "-IPTC:By-line"]);
         String::from_utf8_lossy(&out).trim().to_string()
