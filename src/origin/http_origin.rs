@@ -3,6 +3,8 @@
 //! statuses a trusted proxy uses: refused or reset before headers is 502, a
 //! timeout is 504; the origin's own statuses pass through untouched.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::header::HOST;
 use http::{HeaderValue, Request, Uri};
@@ -11,8 +13,6 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-
-use std::sync::Arc;
 
 use super::raw_http::RawHttp;
 use super::{OriginRequest, OriginResponse, Timeouts};
