@@ -98,9 +98,10 @@ pub struct Config {
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
-    /// Splice unchanged pass-through bodies from plain-http origins to
-    /// HTTP/1 clients in the kernel (zero-copy; Linux). `false` streams them
-    /// through user space, e.g. under a seccomp policy that forbids splice(2).
+    /// Splice unchanged pass-through bodies from plain-http or directory
+    /// origins to HTTP/1 clients in the kernel (zero-copy; Linux). `false`
+    /// streams them through user space, e.g. under a seccomp policy that
+    /// forbids splice(2).
     #[arg(long, env = "SLUICE_SPLICE", default_value_t = true, action = clap::ArgAction::Set)]
     pub splice: bool,
 

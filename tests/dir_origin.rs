@@ -162,3 +162,47 @@ async fn without_an_origin_the_bundled_samples_are_served() {
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/sunset.jpg")).unwrap();
     assert_eq!(body.to_vec(), on_disk);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_spliced_from_the_page_cache_byte_for_byte() {
+    let root = origin_dir("splice");
+    const N: usize = (24 << 20) + 4321;
+    let data = common::pattern_bytes(0, N);
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let sluice = Sluice::start(&["--origin", root.to_str().unwrap()]);
+    let keepalive = reqwest::Client::builder().no_proxy().build().unwrap();
+    for _ in 0..2 {
+        let before = common::spliced_bytes(&sluice).await;
+        let r = keepalive.get(sluice.url("/big.bin")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), reqwest::Version::HTTP_11);
+        assert!(r.bytes().await.unwrap() == data[..], "whole file");
+        assert_eq!(common::spliced_bytes(&sluice).await - before, N as u64);
+    }
+    let r = keepalive
+        .get(sluice.url("/big.bin"))
+        .header("range", "bytes=5000000-5999999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert!(
+        r.bytes().await.unwrap() == data[5_000_000..6_000_000],
+        "range"
+    );
+    // HTTP/2 is streamed, and still exact.
+    let h2 = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let before = common::spliced_bytes(&sluice).await;
+    let r = h2.get(sluice.url("/big.bin")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert!(
+        r.bytes().await.unwrap() == data[..],
+        "whole file over HTTP/2"
+    );
+    assert_eq!(common::spliced_bytes(&sluice).await, before);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -314,22 +314,6 @@ async fn an_https_origin_is_verified_against_the_given_ca() {
     assert_eq!(r.status(), 502);
 }
 
-/// `sluice_upstream_spliced_bytes_total` from the admin listener.
-async fn spliced_bytes(sluice: &Sluice) -> u64 {
-    let text = client()
-        .get(sluice.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("sluice_upstream_spliced_bytes_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .expect("the spliced-bytes counter is exported") as u64
-}
-
 /// Read a whole body and check every byte against the origin's pattern.
 async fn assert_whole_pattern(resp: reqwest::Response, n: u64) {
     let mut stream = resp.bytes_stream();
@@ -351,7 +335,7 @@ async fn http1_bodies_are_spliced_byte_for_byte_and_http2_ones_streamed() {
     // the pipe and the pooled origin connection.
     let keepalive = reqwest::Client::builder().no_proxy().build().unwrap();
     for _ in 0..2 {
-        let before = spliced_bytes(&sluice).await;
+        let before = common::spliced_bytes(&sluice).await;
         let resp = keepalive
             .get(sluice.url(&format!("/bytes/{N}")))
             .send()
@@ -360,7 +344,7 @@ async fn http1_bodies_are_spliced_byte_for_byte_and_http2_ones_streamed() {
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.version(), reqwest::Version::HTTP_11);
         assert_whole_pattern(resp, N).await;
-        let spliced = spliced_bytes(&sluice).await - before;
+        let spliced = common::spliced_bytes(&sluice).await - before;
         // All but the bytes that arrived with the origin's head.
         assert!(
             spliced > N - (64 << 10) && spliced <= N,
@@ -385,7 +369,7 @@ async fn http1_bodies_are_spliced_byte_for_byte_and_http2_ones_streamed() {
         .http2_prior_knowledge()
         .build()
         .unwrap();
-    let before = spliced_bytes(&sluice).await;
+    let before = common::spliced_bytes(&sluice).await;
     let resp = h2
         .get(sluice.url(&format!("/bytes/{N}")))
         .send()
@@ -393,7 +377,7 @@ async fn http1_bodies_are_spliced_byte_for_byte_and_http2_ones_streamed() {
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     assert_whole_pattern(resp, N).await;
-    assert_eq!(spliced_bytes(&sluice).await, before);
+    assert_eq!(common::spliced_bytes(&sluice).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,7 +392,7 @@ async fn splice_false_streams_every_body_through_user_space() {
         .unwrap();
     assert_eq!(resp.version(), reqwest::Version::HTTP_11);
     assert_whole_pattern(resp, N).await;
-    assert_eq!(spliced_bytes(&sluice).await, 0);
+    assert_eq!(common::spliced_bytes(&sluice).await, 0);
 }
 
 /// Pipes among a process's open file descriptors.

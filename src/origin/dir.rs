@@ -17,10 +17,14 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use http_body_util::BodyExt;
+
+use super::spliced_file::SplicedFile;
 use super::{OriginRequest, OriginResponse};
 use crate::body::{self, Body};
 use crate::conditional::{self, Decision, Validators};
 use crate::error::{Error, Kind, Result, Side};
+use crate::splice::ConnPipe;
 
 #[derive(Clone)]
 pub struct DirOrigin {
@@ -44,6 +48,16 @@ impl DirOrigin {
     }
 
     pub async fn fetch(&self, req: OriginRequest) -> Result<OriginResponse> {
+        let answer = self.open(req).await?;
+        Ok(response(
+            answer.status,
+            answer.headers,
+            answer.body.map_or_else(body::empty, FileBody::streamed),
+        ))
+    }
+
+    /// Status, headers and (for a GET with a body) the opened file range.
+    pub async fn open(&self, req: OriginRequest) -> Result<FileAnswer> {
         if req.method != Method::GET && req.method != Method::HEAD {
             return Err(Error::new(
                 Kind::MethodNotAllowed,
@@ -79,7 +93,7 @@ impl DirOrigin {
         }
         let decision = conditional::evaluate(&req.headers, &validators, len);
         if decision == Decision::NotModified {
-            return Ok(response(StatusCode::NOT_MODIFIED, headers, body::empty()));
+            return Ok(answer(StatusCode::NOT_MODIFIED, headers, None));
         }
         let mime = mime_guess::from_path(&path).first_or_octet_stream();
         headers.insert(CONTENT_TYPE, header_value(mime.essence_str()));
@@ -89,11 +103,7 @@ impl DirOrigin {
             Decision::Unsatisfiable => {
                 headers.insert(CONTENT_RANGE, header_value(&format!("bytes */{len}")));
                 headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-                return Ok(response(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    headers,
-                    body::empty(),
-                ));
+                return Ok(answer(StatusCode::RANGE_NOT_SATISFIABLE, headers, None));
             }
             Decision::Partial { start, end } => {
                 headers.insert(
@@ -106,7 +116,7 @@ impl DirOrigin {
         };
         headers.insert(CONTENT_LENGTH, HeaderValue::from(count));
         if req.method == Method::HEAD {
-            return Ok(response(status, headers, body::empty()));
+            return Ok(answer(status, headers, None));
         }
         let mut file = file;
         if start > 0 {
@@ -114,10 +124,11 @@ impl DirOrigin {
                 .await
                 .map_err(|e| io_error(e, "cannot seek file"))?;
         }
-        let body = body::from_reader(file.take(count), |e| {
-            Error::upstream_broken("file read failed").with_cause(e)
-        });
-        Ok(response(status, headers, body))
+        Ok(answer(
+            status,
+            headers,
+            Some(FileBody { file, start, count }),
+        ))
     }
 
     /// Map a request path to a file under the root, or refuse it.
@@ -146,6 +157,58 @@ impl DirOrigin {
             return Err(Error::forbidden("path escapes the origin directory"));
         }
         Ok(canonical)
+    }
+}
+
+/// A directory origin's answer before its body is read.
+pub struct FileAnswer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Option<FileBody>,
+}
+
+/// `count` bytes of an open file from `start` (where it is positioned).
+pub struct FileBody {
+    file: tokio::fs::File,
+    start: u64,
+    count: u64,
+}
+
+impl FileBody {
+    /// Read through user space in bounded chunks.
+    pub fn streamed(self) -> Body {
+        body::from_reader(self.file.take(self.count), |e| {
+            Error::upstream_broken("file read failed").with_cause(e)
+        })
+    }
+
+    /// Spliced from the page cache through the client connection's pipe
+    /// (as sendfile would), or streamed when no pipe can be had.
+    pub fn spliced_or_streamed(self, conn_pipe: &ConnPipe) -> Body {
+        if self.count == 0 {
+            return self.streamed();
+        }
+        let Some(pipe) = conn_pipe.open() else {
+            return self.streamed();
+        };
+        match self.file.try_into_std() {
+            Ok(file) => SplicedFile::new(file, self.start, self.count, pipe).boxed_unsync(),
+            Err(file) => {
+                // An operation is still in flight on it: read it instead,
+                // and let the pipe go unused.
+                pipe.finish();
+                conn_pipe.release_if_idle();
+                FileBody { file, ..self }.streamed()
+            }
+        }
+    }
+}
+
+fn answer(status: StatusCode, headers: HeaderMap, body: Option<FileBody>) -> FileAnswer {
+    FileAnswer {
+        status,
+        headers,
+        body,
     }
 }
 

@@ -10,13 +10,14 @@
 mod dir;
 mod http_origin;
 mod raw_http;
+mod spliced_file;
 mod tls;
 
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
 
-pub use dir::DirOrigin;
+pub use dir::{DirOrigin, FileBody};
 pub use http_origin::HttpOrigin;
 
 use crate::body::Body;
@@ -71,10 +72,12 @@ impl PassResponse {
     }
 }
 
-/// A pass-through body: already a stream, or still in the origin's socket.
+/// A pass-through body: already a stream, or still in the origin's socket
+/// or file, where it may be spliced.
 pub enum PassBody {
     Stream(Body),
     Socket { body: RawBody, asked: Instant },
+    File { body: FileBody, asked: Instant },
 }
 
 impl PassBody {
@@ -85,6 +88,13 @@ impl PassBody {
         match self {
             PassBody::Stream(body) => body,
             PassBody::Socket { body, asked } => {
+                let body = match pipe {
+                    Some(pipe) => body.spliced_or_streamed(pipe),
+                    None => body.streamed(),
+                };
+                metrics::upstream::count_body(body, asked)
+            }
+            PassBody::File { body, asked } => {
                 let body = match pipe {
                     Some(pipe) => body.spliced_or_streamed(pipe),
                     None => body.streamed(),
@@ -140,8 +150,9 @@ impl Origin {
 
     /// Fetch for pass-through. `may_splice` says the client connection can
     /// take a spliced body; then a GET to a plain-http origin goes through
-    /// sluice's own client and its body stays in the socket until
-    /// [`PassBody::into_body`] decides. Otherwise this is [`Origin::fetch`].
+    /// sluice's own client, and its body stays in the socket (or, from a
+    /// directory, in the file) until [`PassBody::into_body`] decides.
+    /// Otherwise this is [`Origin::fetch`].
     pub async fn fetch_passthrough(
         &self,
         req: OriginRequest,
@@ -162,6 +173,23 @@ impl Origin {
                     },
                 });
             }
+        }
+        if let (true, Origin::Dir(origin)) = (may_splice && req.method == Method::GET, self) {
+            let asked = Instant::now();
+            let opened = origin.open(req).await;
+            metrics::upstream::observe_head(asked, opened.as_ref().map(|a| a.status));
+            let a = opened?;
+            let body = match a.body {
+                Some(body) => PassBody::File { body, asked },
+                None => {
+                    PassBody::Stream(metrics::upstream::count_body(crate::body::empty(), asked))
+                }
+            };
+            return Ok(PassResponse {
+                status: a.status,
+                headers: a.headers,
+                body,
+            });
         }
         let r = self.fetch(req).await?;
         Ok(PassResponse {

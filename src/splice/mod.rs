@@ -8,10 +8,11 @@
 //! such path, and no crate adds one to it, so this module does.
 //!
 //! How it fits under hyper, which still writes every response:
-//! - The origin side ([`crate::origin::raw_http`]) splices body bytes from
-//!   the origin socket into this connection's [`Pipe`] and yields, for each
-//!   n bytes, a *placeholder* chunk: n bytes of a static region whose only
-//!   meaning is their length and address.
+//! - The origin side (`origin::raw_http` for an HTTP origin's socket,
+//!   `origin::spliced_file` for a directory origin's file) splices body
+//!   bytes into this connection's [`Pipe`] and yields, for each n bytes, a
+//!   *placeholder* chunk: n bytes of a static region whose only meaning is
+//!   their length and address.
 //! - hyper frames and queues chunks as usual. Its queue write strategy
 //!   (forced with `writev(true)`) keeps each chunk as its own slice, in order.
 //! - [`ClientIo`], the connection's socket, recognises placeholder slices by

@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Version};
@@ -103,6 +104,21 @@ impl Pipe {
         self.finished.load(Ordering::Acquire) && self.held() == 0
     }
 
+    /// Wait until the pipe has room (the client side drained some of it).
+    pub fn poll_room(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.write.poll_write_ready(cx))?;
+            let room = self.write.try_io(|| match self.has_room()? {
+                true => Ok(()),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            });
+            match room {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
     /// Whether a write would find room now (poll(2) with no wait). The
     /// pipe counts pages, not bytes, so `held` cannot tell.
     pub fn has_room(&self) -> io::Result<bool> {
@@ -167,7 +183,7 @@ impl ConnPipe {
     }
 
     /// Let the pipe go if it is idle: to the spare list, or closed.
-    pub(super) fn release_if_idle(&self) {
+    pub fn release_if_idle(&self) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if !slot.as_ref().is_some_and(|p| p.idle()) {
             return;

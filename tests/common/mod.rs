@@ -704,3 +704,19 @@ pub fn client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// `sluice_upstream_spliced_bytes_total` from the admin listener.
+pub async fn spliced_bytes(sluice: &Sluice) -> u64 {
+    let text = client()
+        .get(sluice.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("sluice_upstream_spliced_bytes_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("the spliced-bytes counter is exported") as u64
+}

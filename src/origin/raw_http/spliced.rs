@@ -66,28 +66,12 @@ impl SplicedBody {
         self.timer.as_mut().reset(deadline);
     }
 
-    /// Wait until the pipe has room again (the client connection drained it).
-    fn poll_room(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let pipe = &self.pipe;
-        loop {
-            ready!(pipe.write_end().poll_write_ready(cx))?;
-            let room = pipe.write_end().try_io(|| match pipe.has_room()? {
-                true => Ok(()),
-                false => Err(io::ErrorKind::WouldBlock.into()),
-            });
-            match room {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => return Poll::Ready(other),
-            }
-        }
-    }
-
     fn poll_splice(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
         let broken =
             |e: io::Error| Error::upstream_broken("origin body failed mid-stream").with_cause(e);
         loop {
             if self.pipe_full {
-                ready!(self.poll_room(cx))
+                ready!(self.pipe.poll_room(cx))
                     .map_err(|e| Error::internal("pipe failed").with_cause(e))?;
                 self.pipe_full = false;
                 self.restart_timer();
