@@ -164,14 +164,28 @@ async fn without_an_origin_the_bundled_samples_are_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_are_spliced_from_the_page_cache_byte_for_byte() {
+async fn files_are_spliced_byte_for_byte_cold_and_cached() {
     let root = origin_dir("splice");
     const N: usize = (24 << 20) + 4321;
     let data = common::pattern_bytes(0, N);
-    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let big = root.join("big.bin");
+    std::fs::write(&big, &data).unwrap();
     let sluice = Sluice::start(&["--origin", root.to_str().unwrap()]);
     let keepalive = reqwest::Client::builder().no_proxy().build().unwrap();
-    for _ in 0..2 {
+    for round in 0..2 {
+        if round == 0 {
+            // Cold: out of the page cache, so chunks take the blocking pool.
+            let evicted = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd); \
+                     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)",
+                ])
+                .arg(&big)
+                .status()
+                .unwrap();
+            assert!(evicted.success());
+        }
         let before = common::spliced_bytes(&sluice).await;
         let r = keepalive.get(sluice.url("/big.bin")).send().await.unwrap();
         assert_eq!(r.status(), 200);
