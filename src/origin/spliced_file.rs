@@ -19,12 +19,12 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use rustix::io::{preadv2, Errno, ReadWriteFlags};
+use rustix::io::{preadv2, ReadWriteFlags};
 use rustix::pipe::{splice, SpliceFlags};
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::splice::{placeholder, Pipe, MAX_SPLICE};
+use crate::splice::{Pipe, MAX_SPLICE};
 
 pub struct SplicedFile {
     file: Arc<File>,
@@ -60,61 +60,40 @@ impl SplicedFile {
             let want = usize::try_from(self.remaining)
                 .unwrap_or(usize::MAX)
                 .min(MAX_SPLICE);
-            if self.running.is_none() && cached(&self.file, self.offset, want) {
-                let mut offset = self.offset;
-                let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-                match splice(
-                    &*self.file,
-                    Some(&mut offset),
-                    self.pipe.write_end(),
-                    None,
-                    want,
-                    flags,
-                ) {
-                    Ok(0) => return Poll::Ready(Err(truncated())),
-                    Ok(n) => return Poll::Ready(Ok(n)),
-                    Err(Errno::AGAIN) => {
-                        self.pipe_full = true;
-                        continue;
-                    }
-                    Err(e) => return Poll::Ready(Err(failed(e.into()))),
-                }
-            }
-            let running = self.running.get_or_insert_with(|| {
-                let (file, pipe) = (self.file.clone(), self.pipe.clone());
-                let mut offset = self.offset;
-                tokio::task::spawn_blocking(move || {
-                    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-                    match splice(
-                        &*file,
-                        Some(&mut offset),
-                        pipe.write_end(),
-                        None,
-                        want,
-                        flags,
-                    ) {
-                        Ok(n) => Ok(n),
-                        Err(Errno::AGAIN) => Err(io::ErrorKind::WouldBlock.into()),
-                        Err(e) => Err(e.into()),
-                    }
-                })
-            });
-            let joined = ready!(Pin::new(running).poll(cx));
-            self.running = None;
-            match joined {
-                Err(e) => {
-                    return Poll::Ready(Err(
-                        Error::internal("file splice task failed").with_cause(e)
-                    ))
-                }
-                Ok(Ok(0)) => return Poll::Ready(Err(truncated())),
-                Ok(Ok(n)) => return Poll::Ready(Ok(n)),
+            let spliced = if self.running.is_none() && cached(&self.file, self.offset, want) {
+                splice_at(&self.file, self.offset, &self.pipe, want)
+            } else {
+                let running = self.running.get_or_insert_with(|| {
+                    let (file, pipe, offset) = (self.file.clone(), self.pipe.clone(), self.offset);
+                    tokio::task::spawn_blocking(move || splice_at(&file, offset, &pipe, want))
+                });
+                let joined = ready!(Pin::new(running).poll(cx));
+                self.running = None;
+                joined.map_err(|e| Error::internal("file splice task failed").with_cause(e))?
+            };
+            match spliced {
+                Ok(0) => return Poll::Ready(Err(truncated())),
+                Ok(n) => return Poll::Ready(Ok(n)),
                 // The pipe side is non-blocking: it is full.
-                Ok(Err(e)) if e.kind() == io::ErrorKind::WouldBlock => self.pipe_full = true,
-                Ok(Err(e)) => return Poll::Ready(Err(failed(e))),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.pipe_full = true,
+                Err(e) => return Poll::Ready(Err(failed(e))),
             }
         }
     }
+}
+
+/// Splice up to `want` bytes of `file` from `offset` into the pipe.
+fn splice_at(file: &File, offset: u64, pipe: &Pipe, want: usize) -> io::Result<usize> {
+    let mut offset = offset;
+    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    Ok(splice(
+        file,
+        Some(&mut offset),
+        pipe.write_end(),
+        None,
+        want,
+        flags,
+    )?)
 }
 
 fn truncated() -> Error {
@@ -154,14 +133,13 @@ impl http_body::Body for SplicedFile {
                 return Poll::Ready(Some(Err(e)));
             }
         };
-        this.pipe.filled(moved);
-        crate::metrics::upstream::count_spliced(moved);
+        let chunk = this.pipe.filled(moved);
         this.offset += moved as u64;
         this.remaining -= moved as u64;
         if this.remaining == 0 {
             this.pipe.finish();
         }
-        Poll::Ready(Some(Ok(Frame::data(placeholder(moved)))))
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -34,4 +34,4 @@ mod client_io;
 mod pipe;
 
 pub use client_io::ClientIo;
-pub use pipe::{placeholder, ConnPipe, Pipe, MAX_SPLICE, PIPE_SIZE};
+pub use pipe::{ConnPipe, Pipe, MAX_SPLICE, PIPE_SIZE};

@@ -85,8 +85,12 @@ impl Pipe {
         self.held.load(Ordering::Acquire)
     }
 
-    pub fn filled(&self, n: usize) {
+    /// A body spliced `n` more bytes in: count them, and hand back the
+    /// placeholder that stands for them (the one place the two are paired).
+    pub fn filled(&self, n: usize) -> Bytes {
         self.held.fetch_add(n, Ordering::AcqRel);
+        crate::metrics::upstream::count_spliced(n);
+        placeholder(n)
     }
 
     pub(super) fn drained(&self, n: usize) {

@@ -21,7 +21,7 @@ mod streamed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http::header::{CONTENT_LENGTH, EXPECT};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -236,12 +236,12 @@ impl RawHttp {
                     })
                 }
                 Ok(Parsed::Interim(len)) => {
-                    let _ = buf.split_to(len);
+                    buf.advance(len);
                     interim = true;
                     continue;
                 }
                 Ok(Parsed::Final(head, len)) => {
-                    let _ = buf.split_to(len);
+                    buf.advance(len);
                     return Ok(RawResponse {
                         status: head.status,
                         headers: head.headers,

@@ -18,7 +18,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::Conn;
 use crate::error::Error;
-use crate::splice::{placeholder, Pipe, MAX_SPLICE};
+use crate::splice::{Pipe, MAX_SPLICE};
 
 pub struct SplicedBody {
     conn: Option<Conn>,
@@ -145,8 +145,7 @@ impl http_body::Body for SplicedBody {
             }
         };
         this.timing = false;
-        this.pipe.filled(moved);
-        crate::metrics::upstream::count_spliced(moved);
+        let chunk = this.pipe.filled(moved);
         this.remaining -= moved as u64;
         if this.remaining == 0 {
             // Every byte is in the pipe: the origin connection is free, and
@@ -156,7 +155,7 @@ impl http_body::Body for SplicedBody {
                 conn.release();
             }
         }
-        Poll::Ready(Some(Ok(Frame::data(placeholder(moved)))))
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
