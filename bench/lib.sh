@@ -28,6 +28,24 @@ cpu_ticks() {
   echo "$t"
 }
 
+# wrk_measure NAME URL PID PATHS -> "rps mbps rss_kib cpu_s_per_gb" for one
+# wrk run (THREADS, CONNS, DURATION) over the rotating PATHS against URL,
+# with PID's peak RSS and its own CPU seconds per GB served; wrk's output is
+# kept in $OUT_DIR/wrk-NAME.txt, and its errors go to stderr.
+wrk_measure() {
+  local name=$1 url=$2 pid=$3 paths=$4 out="$OUT_DIR/wrk-$1.txt" t0 t1 rps mbps rss cpu
+  t0=$(cpu_ticks "$pid")
+  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s -s "$BENCH_DIR/rotate.lua" "$url" -- "$paths" > "$out"
+  t1=$(cpu_ticks "$pid")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+  mbps=$(awk '/^Transfer\/sec:/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
+          if (u=="GB") n*=1024; else if (u=="KB") n/=1024; else if (u!="MB") n/=1048576; printf "%.0f", n}' "$out")
+  rss=$(peak_rss_kib "$pid")
+  cpu=$(echo "($t1 - $t0) / $(getconf CLK_TCK) / ($mbps * ${DURATION%s} / 1024)" | bc -l)
+  if grep -qE 'Non-2xx|Socket errors' "$out"; then echo "  $name: $(grep -E 'Non-2xx|Socket errors' "$out" | tr '\n' ' ')" >&2; fi
+  printf '%s %s %s %.2f\n' "$rps" "$mbps" "$rss" "$cpu"
+}
+
 wait_http() {
   local url=$1 i
   for i in $(seq 1 200); do

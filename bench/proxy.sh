@@ -49,33 +49,13 @@ nginx_conf="
     }
   }"
 
-# run_one NAME URL PID -> "rps mbps rss_kib cpu_s_per_gb"
-run_one() {
-  local name=$1 url=$2 pid=$3 out="$OUT_DIR/proxy-wrk-$1.txt"
-  local t0 t1
-  t0=$(cpu_ticks "$pid")
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s -s "$BENCH_DIR/rotate.lua" "$url" -- "$OUT_DIR/proxy-paths.txt" > "$out"
-  local rps mbps rss
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  mbps=$(awk '/^Transfer\/sec:/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
-          if (u=="GB") n*=1024; else if (u=="KB") n/=1024; else if (u!="MB") n/=1048576; printf "%.0f", n}' "$out")
-  rss=$(peak_rss_kib "$pid")
-  t1=$(cpu_ticks "$pid")
-  local secs=${DURATION%s} cpu
-  cpu=$(echo "($t1 - $t0) / $(getconf CLK_TCK) / ($mbps * $secs / 1024)" | bc -l)
-  local errors
-  errors=$(awk '/Non-2xx|Socket errors/ {print}' "$out" | tr '\n' ' ')
-  printf '%s %s %s %.2f\n' "$rps" "$mbps" "$rss" "$cpu"
-  [ -z "$errors" ] || echo "  $name: $errors" >&2
-}
-
 results="$OUT_DIR/proxy-results.txt"
 : > "$results"
 for run in $(seq 1 "$RUNS"); do
   # nginx
   npid=$(start_nginx proxy "$nginx_conf")
   wait_http "http://127.0.0.1:$NGINX_PORT$(head -1 "$OUT_DIR/proxy-paths.txt")"
-  r=$(run_one nginx "http://127.0.0.1:$NGINX_PORT" "$npid")
+  r=$(wrk_measure proxy-nginx "http://127.0.0.1:$NGINX_PORT" "$npid" "$OUT_DIR/proxy-paths.txt")
   kill "$npid"; wait "$npid" 2>/dev/null || true
   echo "nginx  run $run: $r" | tee -a "$results"
   # sluice
@@ -83,7 +63,7 @@ for run in $(seq 1 "$RUNS"); do
     --origin "http://127.0.0.1:$ORIGIN_PORT" > "$OUT_DIR/sluice-proxy.log" 2>&1 &
   spid=$!
   wait_http "http://127.0.0.1:$SLUICE_PORT/healthz"
-  r=$(run_one sluice "http://127.0.0.1:$SLUICE_PORT" "$spid")
+  r=$(wrk_measure proxy-sluice "http://127.0.0.1:$SLUICE_PORT" "$spid" "$OUT_DIR/proxy-paths.txt")
   kill "$spid"; wait "$spid" 2>/dev/null || true
   echo "sluice run $run: $r" | tee -a "$results"
 done

@@ -25,27 +25,11 @@ jpeg_paths "$CORPUS" > "$OUT_DIR/static-paths.txt"
 first=$(head -1 "$OUT_DIR/static-paths.txt")
 kill_pids_on_exit
 
-# run_one NAME PORT PID -> "rps mbps rss_kib cpu_s_per_gb"
-run_one() {
-  local name=$1 port=$2 pid=$3 out="$OUT_DIR/static-wrk-$1.txt" t0 t1 rps mbps rss cpu
-  t0=$(cpu_ticks "$pid")
-  wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 30s -s "$BENCH_DIR/rotate.lua" \
-    "http://127.0.0.1:$port" -- "$OUT_DIR/static-paths.txt" > "$out"
-  t1=$(cpu_ticks "$pid")
-  rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  mbps=$(awk '/^Transfer\/sec:/ {v=$2; u=substr(v, length(v)-1); n=substr(v, 1, length(v)-2);
-          if (u=="GB") n*=1024; else if (u=="KB") n/=1024; else if (u!="MB") n/=1048576; printf "%.0f", n}' "$out")
-  rss=$(peak_rss_kib "$pid")
-  cpu=$(echo "($t1 - $t0) / $(getconf CLK_TCK) / ($mbps * ${DURATION%s} / 1024)" | bc -l)
-  if grep -qE 'Non-2xx|Socket errors' "$out"; then grep -E 'Non-2xx|Socket errors' "$out" >&2; fi
-  printf '%s %s %s %.2f\n' "$rps" "$mbps" "$rss" "$cpu"
-}
-
 results="$OUT_DIR/static-results.txt"
 : > "$results"
 for run in $(seq 1 "$RUNS"); do
   npid=$(start_static_origin static "$NGINX_PORT" "$CORPUS" "$first")
-  echo "nginx          run $run: $(run_one nginx "$NGINX_PORT" "$npid")" | tee -a "$results"
+  echo "nginx          run $run: $(wrk_measure static-nginx "http://127.0.0.1:$NGINX_PORT" "$npid" "$OUT_DIR/static-paths.txt")" | tee -a "$results"
   kill "$npid"; wait "$npid" 2>/dev/null || true
   for splice in true false; do
     "$SLUICE_BIN" --listen 127.0.0.1:$SLUICE_PORT --admin-listen 127.0.0.1:$SLUICE_ADMIN \
@@ -53,7 +37,7 @@ for run in $(seq 1 "$RUNS"); do
     spid=$!
     wait_http "http://127.0.0.1:$SLUICE_PORT$first"
     name=sluice; [ "$splice" = true ] || name=sluice-nosplice
-    printf '%-14s run %s: %s\n' "$name" "$run" "$(run_one "$name" "$SLUICE_PORT" "$spid")" | tee -a "$results"
+    printf '%-14s run %s: %s\n' "$name" "$run" "$(wrk_measure "static-$name" "http://127.0.0.1:$SLUICE_PORT" "$spid" "$OUT_DIR/static-paths.txt")" | tee -a "$results"
     kill "$spid"; wait "$spid" 2>/dev/null || true
   done
 done
