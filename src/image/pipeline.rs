@@ -174,8 +174,8 @@ pub fn run_variants(
 }
 
 /// What a source carries besides pixels: its ICC profile, EXIF block, XMP
-/// packet and (JPEG) IPTC records. The ICC profile is always kept (colours would shift without
-/// it); EXIF and XMP only with `sm:0`.
+/// packet and (JPEG) IPTC records. The ICC profile is always kept (colours
+/// would shift without it); the rest only with `sm:0`.
 fn source_metadata<'a>(data: &'a [u8], p: &Probe, icc: Option<&'a [u8]>) -> Metadata<'a> {
     Metadata {
         icc,
