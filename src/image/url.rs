@@ -13,6 +13,7 @@ use base64::Engine as _;
 use percent_encoding::{AsciiSet, CONTROLS};
 
 use crate::error::{Error, Result};
+use crate::origin::target;
 
 /// URL-safe base64 that accepts input with or without `=` padding.
 const BASE64URL_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
@@ -124,10 +125,95 @@ pub struct ResolvedSource {
     pub path: String,
 }
 
+/// An absolute `http(s)://` URL split into the parts an allow-list
+/// compares: scheme and authority normalised (lower case, default port
+/// dropped), path and query as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceUrl {
+    scheme: String,
+    authority: String,
+    path: String,
+    query: Option<String>,
+}
+
+impl SourceUrl {
+    /// Parse `url`; user info (`user@host`), other schemes and a missing
+    /// host are refused (403: such a source is never fetched).
+    pub fn parse(url: &str) -> Result<SourceUrl> {
+        let refuse = |why: &str| Error::forbidden(format!("source URL {why}"));
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| refuse("is not an absolute URL"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => ":80",
+            "https" => ":443",
+            _ => return Err(refuse("must be http:// or https://")),
+        };
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path_and_query) = rest.split_at(end);
+        if authority.is_empty() {
+            return Err(refuse("has no host"));
+        }
+        if authority.contains(['@', '\\', '%']) {
+            return Err(refuse("has user info or an escaped host"));
+        }
+        let mut authority = authority.to_ascii_lowercase();
+        if authority.ends_with(default_port) {
+            authority.truncate(authority.len() - default_port.len());
+        }
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (path_and_query, None),
+        };
+        let path = if path.is_empty() { "/" } else { path };
+        Ok(SourceUrl {
+            scheme,
+            authority,
+            path: path.to_string(),
+            query,
+        })
+    }
+
+    /// The rest of this URL's path (and its query) below `prefix`, if it
+    /// lies there: same scheme and authority, and the prefix's path
+    /// segments equal this path's first segments, compared decoded and
+    /// whole (`/b/` covers `/b/x.jpg`, not `/bx/y.jpg`).
+    fn below(&self, prefix: &SourceUrl) -> Option<String> {
+        if self.scheme != prefix.scheme || self.authority != prefix.authority {
+            return None;
+        }
+        let wanted = target::segments(&prefix.path);
+        let raw: Vec<&str> = self.path.split('/').filter(|s| !s.is_empty()).collect();
+        if raw.len() < wanted.len() {
+            return None;
+        }
+        let matches = raw
+            .iter()
+            .zip(&wanted)
+            .all(|(seg, want)| target::segments(seg).first().map(|s| &s[..]) == Some(&want[..]));
+        if !matches {
+            return None;
+        }
+        let mut rest = format!("/{}", raw[wanted.len()..].join("/"));
+        if self.path.ends_with('/') && raw.len() > wanted.len() {
+            rest.push('/');
+        }
+        if let Some(q) = &self.query {
+            rest.push('?');
+            rest.push_str(q);
+        }
+        Some(rest)
+    }
+}
+
 /// Map a source to an origin. `local:///p` and `/p` are paths on the
-/// configured origin; a full URL must start with one of `allowed` prefixes
-/// and is fetched from that prefix.
-pub fn resolve(source: &str, allowed: &[String]) -> Result<ResolvedSource> {
+/// configured origin; a full URL must lie below one of the `allowed`
+/// prefixes ([`SourceUrl`]) and is fetched from that prefix. Sources whose
+/// path could leave their origin's base path are refused
+/// ([`target::check`]), whatever their form.
+pub fn resolve(source: &str, allowed: &[SourceUrl]) -> Result<ResolvedSource> {
     if let Some(path) = source.strip_prefix("local://") {
         return origin_path(path, None);
     }
@@ -135,13 +221,10 @@ pub fn resolve(source: &str, allowed: &[String]) -> Result<ResolvedSource> {
         return origin_path(source, None);
     }
     if source.contains("://") {
+        let url = SourceUrl::parse(source)?;
+        target::check(&url.path)?;
         for (i, prefix) in allowed.iter().enumerate() {
-            if let Some(rest) = source.strip_prefix(prefix.as_str()) {
-                let rest = if rest.starts_with('/') {
-                    rest.to_string()
-                } else {
-                    format!("/{rest}")
-                };
+            if let Some(rest) = url.below(prefix) {
                 return origin_path(&rest, Some(i));
             }
         }
@@ -154,6 +237,7 @@ fn origin_path(path: &str, allowed_source: Option<usize>) -> Result<ResolvedSour
     if !path.starts_with('/') || path.len() < 2 {
         return Err(Error::bad_request("source path is empty"));
     }
+    target::check(path)?;
     Ok(ResolvedSource {
         allowed_source,
         path: path.to_string(),
@@ -190,10 +274,7 @@ mod tests {
         assert_eq!(p.options, vec!["rs:fill:300:400:0", "g:sm"]);
         assert_eq!(p.source, "http://example.com/images/curiosity.jpg");
         assert_eq!(p.extension, Some("png"));
-        let allowed = vec![
-            "https://other/".to_string(),
-            "http://example.com/images".to_string(),
-        ];
+        let allowed = allow(&["https://other/", "http://example.com/images"]);
         let r = resolve(&p.source, &allowed).unwrap();
         assert_eq!(r.allowed_source, Some(1));
         assert_eq!(r.path, "/curiosity.jpg");
@@ -213,18 +294,62 @@ mod tests {
 
     #[test]
     fn foreign_urls_need_an_allowed_prefix() {
-        let e = resolve(
-            "http://evil.example/a.jpg",
-            &["http://good.example/".into()],
-        )
-        .unwrap_err();
+        let good = allow(&["http://good.example/"]);
+        let e = resolve("http://evil.example/a.jpg", &good).unwrap_err();
         assert_eq!(e.status(), 403);
         // A prefix match must not be fooled by a longer host name.
-        let e = resolve(
-            "http://good.example.evil/a.jpg",
-            &["http://good.example/".into()],
-        );
+        let e = resolve("http://good.example.evil/a.jpg", &good);
         assert_eq!(e.unwrap_err().status(), 403);
+    }
+
+    fn allow(prefixes: &[&str]) -> Vec<SourceUrl> {
+        prefixes
+            .iter()
+            .map(|p| SourceUrl::parse(p).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn allow_list_prefixes_match_whole_segments_after_normalising() {
+        let b = allow(&["http://127.0.0.1:18081/b/"]);
+        let path = |s: &str| resolve(s, &b).map(|r| r.path);
+        assert_eq!(
+            path("http://127.0.0.1:18081/b/Wood.jpg").unwrap(),
+            "/Wood.jpg"
+        );
+        assert_eq!(
+            path("HTTP://127.0.0.1:18081/b/x/y.jpg?v=1").unwrap(),
+            "/x/y.jpg?v=1"
+        );
+        assert_eq!(
+            path("http://127.0.0.1:18081/%62/Wood.jpg").unwrap(),
+            "/Wood.jpg"
+        );
+        for escape in [
+            "http://127.0.0.1:18081/b/../Wood.jpg",
+            "http://127.0.0.1:18081/b/%2e%2e/Wood.jpg",
+            "http://127.0.0.1:18081/b/..%2fWood.jpg",
+            "http://127.0.0.1:18081/b/sub/../../Wood.jpg",
+            "http://127.0.0.1:18081/bx/Wood.jpg",
+            "http://127.0.0.1:18081/Wood.jpg",
+            "http://127.0.0.1:18081@evil.example/b/Wood.jpg",
+            "http://127.0.0.1:18082/b/Wood.jpg",
+            "ftp://127.0.0.1:18081/b/Wood.jpg",
+        ] {
+            assert_eq!(path(escape).unwrap_err().status(), 403, "{escape}");
+        }
+        // Default ports and host case are the same authority.
+        let d = allow(&["https://Images.Example/"]);
+        assert_eq!(
+            resolve("https://images.example:443/a.jpg", &d)
+                .unwrap()
+                .path,
+            "/a.jpg"
+        );
+        // Local sources cannot leave the origin either.
+        for local in ["local:///../x.jpg", "/%2e%2e/x.jpg", "a/../../x.jpg"] {
+            assert_eq!(resolve(local, &[]).unwrap_err().status(), 403, "{local}");
+        }
     }
 
     #[test]

@@ -227,6 +227,11 @@ fn header_value(s: &str) -> HeaderValue {
 
 fn io_error(e: std::io::Error, reason: &'static str) -> Error {
     use std::io::ErrorKind as K;
+    // A name longer than the file system allows cannot name a file: a
+    // client must not be able to turn that into 5xx answers and log noise.
+    if e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) {
+        return Error::not_found("no such file").on(Side::Upstream);
+    }
     match e.kind() {
         K::NotFound | K::NotADirectory => Error::not_found("no such file").on(Side::Upstream),
         K::PermissionDenied => Error::forbidden("file is not readable").on(Side::Upstream),

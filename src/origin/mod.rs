@@ -9,8 +9,9 @@
 
 mod dir;
 mod http_origin;
-mod raw_http;
+pub(crate) mod raw_http;
 mod spliced_file;
+pub mod target;
 mod tls;
 
 use std::time::{Duration, Instant};
@@ -140,6 +141,7 @@ impl Origin {
     /// Fetch one resource. Errors before the response headers are returned
     /// here; errors while streaming surface as body errors.
     pub async fn fetch(&self, req: OriginRequest) -> Result<OriginResponse> {
+        target::check(&req.path_and_query)?;
         let asked = std::time::Instant::now();
         let fetched = match self {
             Origin::Http(o) => o.fetch(req).await,
@@ -158,6 +160,7 @@ impl Origin {
         req: OriginRequest,
         may_splice: bool,
     ) -> Result<PassResponse> {
+        target::check(&req.path_and_query)?;
         if let (true, Origin::Http(origin)) = (may_splice && req.method == Method::GET, self) {
             if let Some(raw) = origin.raw() {
                 let asked = Instant::now();
