@@ -94,9 +94,42 @@ pub struct Config {
     #[arg(long, env = "SLUICE_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Most client connections served at once; further ones wait in the accept backlog.
+    /// Most client connections open at once; a connection beyond it gets a
+    /// 503 (Retry-After: 1) and is closed.
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
+
+    /// Most client connections open at once from one IP address (0 = no
+    /// limit); beyond it, 503 and close.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+
+    /// Time a client connection has to send a complete request head, from
+    /// accept (or, on a kept-alive connection, from its first byte); then it
+    /// is closed.
+    #[arg(long, env = "SLUICE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// Time an idle kept-alive client connection stays open between requests.
+    #[arg(long, env = "SLUICE_KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Time a client has to send a whole request body (a POST /zip manifest); then 408.
+    #[arg(long, env = "SLUICE_BODY_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Slowest average rate, in bytes per second, at which a request body
+    /// may arrive after its first 5 s (0 = no minimum); below it, 408.
+    #[arg(long, env = "SLUICE_MIN_BODY_RATE", default_value = "8KiB", value_parser = parse_size)]
+    pub min_body_rate: u64,
+
+    /// Largest request line (method, target, version); longer ones get 414.
+    #[arg(long, env = "SLUICE_MAX_REQUEST_LINE", default_value = "8KiB", value_parser = parse_size)]
+    pub max_request_line: u64,
+
+    /// Largest total of request header lines; more get 431.
+    #[arg(long, env = "SLUICE_MAX_HEADER_BYTES", default_value = "32KiB", value_parser = parse_size)]
+    pub max_header_bytes: u64,
 
     /// Splice unchanged pass-through bodies from plain-http or directory
     /// origins to HTTP/1 clients in the kernel (zero-copy; Linux). `false`

@@ -56,6 +56,12 @@ pub enum Kind {
     RangeNotSatisfiable,
     /// A body or manifest is over a configured limit.
     PayloadTooLarge,
+    /// The client did not send its request (body) in time, or too slowly.
+    RequestTimeout,
+    /// The request line is over `--max-request-line`.
+    UriTooLong,
+    /// The request's header lines are over `--max-header-bytes`.
+    HeadersTooLarge,
     /// Well-formed input that sluice cannot process (bad image, limits on pixels).
     Unprocessable,
     /// A bounded queue is full.
@@ -80,6 +86,9 @@ impl Kind {
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Kind::UriTooLong => StatusCode::URI_TOO_LONG,
+            Kind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Kind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -88,6 +97,15 @@ impl Kind {
             Kind::ClientGone => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// A refusal by one of the client-facing limits: worth a log line
+    /// (an operator tuning limits needs to see them), unlike other 4xx.
+    pub fn is_client_limit(self) -> bool {
+        matches!(
+            self,
+            Kind::RequestTimeout | Kind::UriTooLong | Kind::HeadersTooLarge | Kind::PayloadTooLarge
+        )
     }
 
     /// The side a kind belongs to by default.
@@ -103,6 +121,9 @@ impl Kind {
             | Kind::MethodNotAllowed
             | Kind::RangeNotSatisfiable
             | Kind::PayloadTooLarge
+            | Kind::RequestTimeout
+            | Kind::UriTooLong
+            | Kind::HeadersTooLarge
             | Kind::Unprocessable
             | Kind::ClientGone => Side::Downstream,
             Kind::TooManyRequests | Kind::Unavailable | Kind::Internal => Side::Internal,

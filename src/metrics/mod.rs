@@ -13,6 +13,7 @@
 //! Prometheus text format and OpenMetrics, and its typed label sets keep
 //! label names fixed at compile time.
 
+pub mod conn;
 pub mod http;
 pub mod memory;
 pub mod processing;
@@ -34,6 +35,7 @@ use crate::error::{Error, Kind};
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("sluice");
     http::register(&mut registry);
+    conn::register(&mut registry);
     upstream::register(&mut registry);
     zip::register(&mut registry);
     processing::register(&mut registry);
@@ -106,6 +108,9 @@ pub fn kind_label(kind: Kind) -> &'static str {
         Kind::MethodNotAllowed => "method_not_allowed",
         Kind::RangeNotSatisfiable => "range_not_satisfiable",
         Kind::PayloadTooLarge => "payload_too_large",
+        Kind::RequestTimeout => "request_timeout",
+        Kind::UriTooLong => "uri_too_long",
+        Kind::HeadersTooLarge => "headers_too_large",
         Kind::Unprocessable => "unprocessable",
         Kind::TooManyRequests => "too_many_requests",
         Kind::Unavailable => "unavailable",

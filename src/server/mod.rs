@@ -1,15 +1,21 @@
-//! Listeners and connections: accept (bounded by `--max-connections`), serve
-//! HTTP/1.1 and HTTP/2 with hyper, turn handler errors into short plain-text
-//! responses, log one line per request, and drain on shutdown.
+//! Listeners and connections: accept (refusing what is over
+//! `--max-connections` or `--max-connections-per-ip`, [`admission`]), keep
+//! each connection's deadlines ([`clock`]), serve HTTP/1.1 and HTTP/2 with
+//! hyper, check request heads ([`head`]), turn handler errors into short
+//! plain-text responses, log one line per request, and drain on shutdown.
 //!
 //! See [`crate::shutdown`] for the shutdown sequence.
+
+mod admission;
+mod clock;
+mod head;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -18,7 +24,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+
+use admission::Admission;
+use clock::{ConnClock, Expiry, InRequest};
+use head::HeadLimits;
 
 use crate::access_log::RequestContext;
 use crate::body::{self, Body, Counted};
@@ -36,8 +45,18 @@ pub struct Server {
     client: TcpListener,
     admin: TcpListener,
     state: Arc<AppState>,
-    max_connections: usize,
+    connections: ConnSettings,
     grace: Duration,
+}
+
+/// How client connections are limited and timed.
+#[derive(Debug, Clone, Copy)]
+struct ConnSettings {
+    max_connections: usize,
+    max_per_ip: usize,
+    header_timeout: Duration,
+    keepalive_timeout: Duration,
+    head: HeadLimits,
 }
 
 impl Server {
@@ -52,10 +71,12 @@ impl Server {
         };
         let extra_ca = config.origin_ca_file.as_deref();
         let origin = Origin::new(&spec, timeouts, extra_ca)?;
+        let budget = MemoryBudget::new(config.memory_budget);
         let image = Arc::new(crate::image::service::ImageService::new(
             &config.image,
             timeouts,
             extra_ca,
+            &budget,
         )?);
         let client = TcpListener::bind(config.listen)
             .await
@@ -71,11 +92,20 @@ impl Server {
             state: Arc::new(AppState {
                 config: config.clone(),
                 origin,
-                budget: MemoryBudget::new(config.memory_budget),
+                budget,
                 shutdown,
                 image,
             }),
-            max_connections: config.max_connections.max(1),
+            connections: ConnSettings {
+                max_connections: config.max_connections.max(1),
+                max_per_ip: config.max_connections_per_ip,
+                header_timeout: config.header_timeout,
+                keepalive_timeout: config.keepalive_timeout,
+                head: HeadLimits {
+                    max_request_line: config.max_request_line,
+                    max_header_bytes: config.max_header_bytes,
+                },
+            },
             grace: config.shutdown_grace,
         })
     }
@@ -93,7 +123,7 @@ impl Server {
         if let (Ok(addr), Ok(admin)) = (self.client_addr(), self.admin_addr()) {
             tracing::info!(%addr, %admin, "listening");
         }
-        let limit = Arc::new(Semaphore::new(self.max_connections));
+        let settings = self.connections;
         // The admin listener outlives the client one: while the client
         // listener drains, probes and scrapes still see `/readyz` = 503.
         let admin_stop = Shutdown::new();
@@ -103,7 +133,7 @@ impl Server {
                 Listener::Client,
                 self.state.clone(),
                 self.state.shutdown.clone(),
-                limit,
+                settings,
                 self.grace,
             )
             .await;
@@ -116,7 +146,11 @@ impl Server {
             Listener::Admin,
             self.state.clone(),
             admin_stop.clone(),
-            Arc::new(Semaphore::new(64)),
+            ConnSettings {
+                max_connections: 64,
+                max_per_ip: 0,
+                ..settings
+            },
             Duration::from_secs(1),
         );
         tokio::join!(client, admin);
@@ -146,34 +180,33 @@ async fn serve_listener(
     which: Listener,
     state: Arc<AppState>,
     shutdown: Shutdown,
-    limit: Arc<Semaphore>,
+    settings: ConnSettings,
     grace: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Cap hyper's per-connection buffer (read buffer and queued writes,
-    // ~400 KiB by default) at one chunk: it bounds memory per stream.
+    // ~400 KiB by default) at one chunk: it bounds memory per stream. It
+    // also bounds a request head, so it is at least the head limits (which
+    // refuse with a log line; hyper's own refusal is only counted below).
     // Queued writes (writev) keep each body chunk a slice of its own, which
     // spliced bodies rely on (crate::splice); it is hyper's default for
     // sockets, made explicit here.
+    let head_bytes = settings.head.max_request_line + settings.head.max_header_bytes + 1024;
+    let max_buf = body::CHUNK_SIZE.max(usize::try_from(head_bytes).unwrap_or(usize::MAX));
     builder
         .http1()
         .timer(TokioTimer::new())
-        .max_buf_size(body::CHUNK_SIZE)
+        .header_read_timeout(settings.header_timeout)
+        .max_buf_size(max_buf)
         .writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)));
     let graceful = GracefulShutdown::new();
+    let admission = Admission::new(settings.max_connections, settings.max_per_ip);
 
     loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break, // semaphore closed: cannot happen, stop cleanly
-            },
-            _ = shutdown.wait() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
@@ -186,27 +219,55 @@ async fn serve_listener(
             },
             _ = shutdown.wait() => break,
         };
+        let admitted = match admission.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                admission.refuse(stream, peer.ip(), why);
+                continue;
+            }
+        };
+        let open = crate::metrics::conn::opened();
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let clock = ConnClock::start(settings.header_timeout, settings.keepalive_timeout);
         // Pass-through bodies may be spliced into this connection; its
         // pipe travels with each request (crate::splice).
-        let io = ClientIo::new(stream);
+        let reads = clock.clone();
+        let io = ClientIo::new(stream, Arc::new(move || reads.bytes_read()));
         let pipe = state.config.splice.then(|| io.pipe());
+        let requests = clock.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
+            let in_request = requests.request_started(req.version());
             if let Some(pipe) = &pipe {
                 req.extensions_mut().insert(pipe.clone());
             }
-            handle(state.clone(), which, req, peer)
+            handle(state.clone(), which, req, peer, in_request, settings.head)
         });
         let conn = builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            tokio::select! {
+                ended = conn => {
+                    if let Err(e) = ended {
+                        log_connection_error(&*e, peer);
+                    }
+                }
+                why = clock.expired() => {
+                    crate::metrics::conn::closed(why.as_str());
+                    match why {
+                        Expiry::HeaderTimeout => tracing::info!(
+                            %peer,
+                            timeout = ?settings.header_timeout,
+                            "connection closed: no complete request head in time (--header-timeout)"
+                        ),
+                        Expiry::KeepaliveTimeout => tracing::debug!(%peer, "idle connection closed"),
+                    }
+                }
             }
-            drop(permit);
+            drop(admitted);
+            drop(open);
         });
     }
     drop(listener);
@@ -222,11 +283,46 @@ async fn serve_listener(
     }
 }
 
+/// A connection ended with an error. Heads that hyper refused itself
+/// (it answered 431 or 400, or 408 for a head that stalled) get a log line
+/// and a count; the rest (resets, clients gone) only a debug line.
+fn log_connection_error(e: &(dyn std::error::Error + Send + Sync + 'static), peer: SocketAddr) {
+    let refused = e.downcast_ref::<hyper::Error>().and_then(|h| {
+        if h.is_parse_too_large() {
+            Some((
+                "head_too_large",
+                "request head too large: answered 431 and closed",
+            ))
+        } else if h.is_parse() {
+            Some((
+                "malformed_head",
+                "malformed request head: answered 400 and closed",
+            ))
+        } else if h.is_timeout() {
+            Some((
+                "header_timeout",
+                "request head stalled: answered 408 and closed",
+            ))
+        } else {
+            None
+        }
+    });
+    match refused {
+        Some((reason, message)) => {
+            crate::metrics::conn::closed(reason);
+            tracing::info!(%peer, error = %e, "{message}");
+        }
+        None => tracing::debug!(%peer, error = %e, "connection ended with an error"),
+    }
+}
+
 async fn handle(
     state: Arc<AppState>,
     which: Listener,
     req: Request<Incoming>,
     peer: SocketAddr,
+    in_request: InRequest,
+    head_limits: HeadLimits,
 ) -> Result<Response<Body>, Infallible> {
     let mut ctx = RequestContext::new(
         req.headers(),
@@ -234,9 +330,28 @@ async fn handle(
         req.uri().path().to_string(),
         peer.ip(),
     );
-    let mut response = match router::route(state, which, req, &mut ctx).await {
+    // A request body that an error leaves unread cannot be skipped
+    // safely: the connection closes after the answer.
+    let unread_body = req.version() <= http::Version::HTTP_11
+        && (req.headers().contains_key(http::header::TRANSFER_ENCODING)
+            || req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .is_some_and(|v| v.as_bytes() != b"0"));
+    let routed = match head::check(&req, head_limits) {
+        Ok(()) => router::route(state, which, req, &mut ctx).await,
+        Err(e) => Err(e),
+    };
+    let mut response = match routed {
         Ok(r) => r,
-        Err(e) => error_response(&e, &ctx),
+        Err(e) => {
+            let mut r = error_response(&e, &ctx);
+            if unread_body {
+                r.headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            r
+        }
     };
     response
         .headers_mut()
@@ -254,7 +369,8 @@ async fn handle(
             e
         });
         Counted::new(logged, move |bytes, outcome| {
-            ctx.finish(status, bytes, outcome)
+            ctx.finish(status, bytes, outcome);
+            drop(in_request);
         })
         .boxed_unsync()
     }))
@@ -266,6 +382,14 @@ fn error_response(e: &Error, ctx: &RequestContext) -> Response<Body> {
     let request_id = ctx.request_id.to_str().unwrap_or("-");
     if e.status().is_server_error() {
         tracing::warn!(request_id, side = e.side.as_str(), error = %e, "request failed");
+    } else if e.kind.is_client_limit() {
+        tracing::info!(
+            request_id,
+            status = e.status().as_u16(),
+            client = %ctx.client_ip,
+            error = %e,
+            "request refused by a limit"
+        );
     } else {
         tracing::debug!(request_id, side = e.side.as_str(), error = %e, "request refused");
     }
@@ -279,6 +403,9 @@ fn error_response(e: &Error, ctx: &RequestContext) -> Response<Body> {
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if e.kind == Kind::MethodNotAllowed {
         h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    if matches!(e.kind, Kind::Unavailable | Kind::TooManyRequests) {
+        h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r
 }

@@ -3,6 +3,7 @@
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use rustix::pipe::{splice, SpliceFlags};
@@ -14,13 +15,20 @@ use super::pipe::{placeholder_len, ConnPipe};
 pub struct ClientIo {
     stream: TcpStream,
     pipe: ConnPipe,
+    /// Called after every read that returned bytes (the server times an
+    /// idle connection's next request head from its first byte).
+    on_read: OnRead,
 }
 
+/// See [`ClientIo::new`].
+pub type OnRead = Arc<dyn Fn() + Send + Sync>;
+
 impl ClientIo {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: TcpStream, on_read: OnRead) -> Self {
         ClientIo {
             stream,
             pipe: ConnPipe::default(),
+            on_read,
         }
     }
 
@@ -64,7 +72,12 @@ impl AsyncRead for ClientIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
+        if buf.filled().len() > before {
+            (self.on_read)();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
