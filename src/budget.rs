@@ -27,9 +27,12 @@ struct Inner {
     semaphore: Arc<Semaphore>,
     capacity_units: u64,
     waiters: AtomicUsize,
+    /// A carved budget's bytes, held in its parent for as long as it lives.
+    _carved_from: Option<Reservation>,
 }
 
 /// Bytes held against the budget; released on drop.
+#[derive(Debug)]
 pub struct Reservation {
     _permit: Option<OwnedSemaphorePermit>,
     bytes: u64,
@@ -40,7 +43,8 @@ impl Reservation {
         self.bytes
     }
 
-    /// Take `other`'s bytes into this one (both from the same budget).
+    /// Take `other`'s bytes into this one. Both must come from the same
+    /// budget (tokio panics on permits of two semaphores).
     pub fn merge(&mut self, other: Reservation) {
         match (&mut self._permit, other._permit) {
             (Some(mine), Some(theirs)) => mine.merge(theirs),
@@ -73,6 +77,24 @@ impl Reservation {
 
 impl MemoryBudget {
     pub fn new(capacity_bytes: u64) -> Self {
+        Self::with_parent(capacity_bytes, None)
+    }
+
+    /// Set `bytes` of this budget aside, for good, as a budget of their
+    /// own: they count as in use here, and whoever takes from the carved
+    /// budget never competes with holders of this one. Used so that one
+    /// class of small, always-first reservations (image headers) cannot be
+    /// starved by, or starve, the large ones that follow them.
+    pub fn carve(&self, bytes: u64) -> Result<MemoryBudget, Error> {
+        let held = self.try_reserve(bytes)?.ok_or_else(|| {
+            Error::internal(format!(
+                "cannot set {bytes} bytes aside: the memory budget has no room"
+            ))
+        })?;
+        Ok(Self::with_parent(bytes, Some(held)))
+    }
+
+    fn with_parent(capacity_bytes: u64, carved_from: Option<Reservation>) -> Self {
         let capacity_units = capacity_bytes.div_ceil(UNIT).max(1);
         let permits = usize::try_from(capacity_units)
             .unwrap_or(Semaphore::MAX_PERMITS)
@@ -82,6 +104,7 @@ impl MemoryBudget {
                 semaphore: Arc::new(Semaphore::new(permits)),
                 capacity_units: permits as u64,
                 waiters: AtomicUsize::new(0),
+                _carved_from: carved_from,
             }),
         }
     }
@@ -124,9 +147,11 @@ impl MemoryBudget {
                 bytes: 0,
             });
         }
-        self.inner.waiters.fetch_add(1, Ordering::Relaxed);
+        // Counted by a guard, so a wait that is cancelled (its request
+        // timed out or went away) is uncounted too.
+        let waiting = Waiting::new(&self.inner.waiters);
         let permit = self.inner.semaphore.clone().acquire_many_owned(units).await;
-        self.inner.waiters.fetch_sub(1, Ordering::Relaxed);
+        drop(waiting);
         let permit = permit.map_err(|_| Error::internal("memory budget closed"))?;
         Ok(Reservation {
             _permit: Some(permit),
@@ -150,6 +175,101 @@ impl MemoryBudget {
             })),
             Err(_) => Ok(None),
         }
+    }
+}
+
+/// A reservation that grows as a buffer or a plan grows, *without
+/// waiting*: whoever already holds budget must not wait for more, or
+/// holders waiting for each other could stall the whole budget
+/// (hold-and-wait). When the bytes are not free now, growing fails with
+/// 503, and the request can be retried.
+pub struct Growing {
+    budget: MemoryBudget,
+    held: Reservation,
+}
+
+impl Growing {
+    /// Start from `held` (possibly empty).
+    pub fn new(budget: &MemoryBudget, held: Reservation) -> Self {
+        Growing {
+            budget: budget.clone(),
+            held,
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.held.bytes()
+    }
+
+    /// Hold at least `total` bytes, in steps of at least `step`.
+    pub fn grow_to(&mut self, total: u64, step: u64) -> Result<(), Error> {
+        if total <= self.held.bytes() {
+            return Ok(());
+        }
+        let need = total - self.held.bytes();
+        // Whole steps keep the number of grows small; near the top of the
+        // budget, just what is needed.
+        let room = self
+            .budget
+            .capacity_bytes()
+            .saturating_sub(self.held.bytes());
+        let want = if need.max(step) > room {
+            need
+        } else {
+            need.max(step)
+        };
+        match self.budget.try_reserve(want)? {
+            Some(more) => {
+                self.held.merge(more);
+                Ok(())
+            }
+            None => Err(budget_full()),
+        }
+    }
+
+    /// Give back what is held beyond `total`.
+    pub fn shrink_to(&mut self, total: u64) {
+        if let Some(keep) = self.held.split_off(total) {
+            self.held = keep;
+        }
+    }
+
+    pub fn into_reservation(self) -> Reservation {
+        self.held
+    }
+}
+
+/// The budget has no room now for a holder that may not wait.
+pub fn budget_full() -> Error {
+    Error::new(
+        Kind::Unavailable,
+        "the memory budget is full (--memory-budget); retry later",
+    )
+}
+
+impl Reservation {
+    /// A reservation of nothing.
+    pub fn empty() -> Reservation {
+        Reservation {
+            _permit: None,
+            bytes: 0,
+        }
+    }
+}
+
+/// One caller waiting for bytes, counted while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(waiters: &'a AtomicUsize) -> Self {
+        waiters.fetch_add(1, Ordering::Relaxed);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -185,6 +305,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_carved_budget_is_held_by_its_parent_while_it_lives() {
+        let parent = MemoryBudget::new(10 << 20);
+        let child = parent.carve(2 << 20).unwrap();
+        assert_eq!(parent.in_use_bytes(), 2 << 20);
+        assert_eq!(child.capacity_bytes(), 2 << 20);
+        let _a = child.reserve(2 << 20).await.unwrap();
+        assert!(child.try_reserve(1).unwrap().is_none());
+        assert!(parent.try_reserve(8 << 20).unwrap().is_some());
+        drop(_a);
+        drop(child);
+        assert_eq!(parent.in_use_bytes(), 0);
+        assert!(parent.carve(11 << 20).is_err());
+    }
+
+    #[tokio::test]
     async fn a_reservation_over_capacity_is_refused_not_queued() {
         let budget = MemoryBudget::new(1024 * 1024);
         let err = budget.reserve(2 * 1024 * 1024).await.err().unwrap();
@@ -203,5 +338,19 @@ mod tests {
         }
         drop(held);
         assert_eq!(waiter.await.unwrap().unwrap(), 512 * 1024);
+        assert_eq!(budget.waiters(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_wait_is_no_longer_counted() {
+        let budget = MemoryBudget::new(1024 * 1024);
+        let _held = budget.reserve(1024 * 1024).await.unwrap();
+        let wait = budget.reserve(1024);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), wait)
+                .await
+                .is_err()
+        );
+        assert_eq!(budget.waiters(), 0);
     }
 }

@@ -21,6 +21,8 @@ pub mod conditional;
 pub mod config;
 pub mod encoding;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 pub mod health;
 pub mod health_probe;
@@ -34,6 +36,7 @@ pub mod router;
 pub mod server;
 pub mod shutdown;
 pub mod splice;
+pub mod upload;
 pub mod zip;
 
 pub use config::{Cli, Config};

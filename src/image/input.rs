@@ -1,15 +1,30 @@
 //! Reading a source from the origin into the one whole buffer this feature
-//! holds, bounded by `--max-src-bytes` and counted in the memory budget as
-//! it grows. The header is probed as soon as it has arrived, so an
-//! oversized image (pixels) is refused before the rest is read, and the
-//! job's own memory is reserved from the header before anything decodes.
+//! holds, bounded by `--max-src-bytes` and counted in the memory budget.
+//! The header is probed as soon as it has arrived, so an oversized image
+//! (pixels) is refused before the rest is read.
+//!
+//! Admission takes budget so that jobs cannot stall each other
+//! (hold-and-wait: 32 jobs that each held their input and waited for the
+//! rest of their need once starved a 128 MiB budget until all timed out):
+//!
+//! 1. The header is read into a *probe window*, taken from a budget carved
+//!    out for windows ([`InputBudget`]): one window per worker-pool slot,
+//!    so a window is always free for a request that holds a slot, and
+//!    taking one never competes with the reservations that follow.
+//! 2. From the header, the job's whole need (its peak, [`super::estimate`],
+//!    plus the rest of a Content-Length input) is reserved from the main
+//!    budget in **one** acquisition, which may wait: the job holds no main
+//!    budget yet.
+//! 3. Anything a job must add while it holds main budget (a header that
+//!    does not fit the window, a body without a Content-Length) grows
+//!    without waiting ([`Growing`]): 503 when the budget has no room.
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use http_body_util::BodyExt;
 
 use super::probe::{probe, source_orientation, Probe, SourceFormat};
 use crate::body::Body;
-use crate::budget::{MemoryBudget, Reservation};
+use crate::budget::{budget_full, Growing, MemoryBudget, Reservation};
 use crate::error::{Error, Kind, Result};
 
 #[derive(Debug, Clone, Copy)]
@@ -22,12 +37,54 @@ pub struct Limits {
 pub struct Input {
     pub data: Vec<u8>,
     pub probe: Probe,
-    /// The compressed bytes' reservations plus the job's.
+    /// The main budget's reservations: the job's and the compressed
+    /// bytes' beyond the window. They may be merged and split.
     pub held: Vec<Reservation>,
+    /// The probe window's reservation, in its own (carved) budget.
+    pub window: Reservation,
 }
 
-/// Reservation steps for a body of unknown length.
-const STEP: usize = 256 * 1024;
+/// Largest probe window per slot: JPEG headers (EXIF is at most 64 KiB,
+/// plus ICC, XMP and tables) fit in it.
+pub const MAX_PROBE_WINDOW: u64 = 128 * 1024;
+/// Smaller windows are not worth carving.
+const MIN_PROBE_WINDOW: u64 = 16 * 1024;
+
+/// Growth steps for bytes beyond what is reserved up front.
+const STEP: u64 = 256 * 1024;
+
+/// Where an input's bytes are counted.
+#[derive(Clone)]
+pub struct InputBudget {
+    pub main: MemoryBudget,
+    /// The carved budget of probe windows and the size of one.
+    windows: Option<(MemoryBudget, u64)>,
+}
+
+impl InputBudget {
+    /// Carve one probe window per slot out of `main`: [`MAX_PROBE_WINDOW`],
+    /// or less so that all windows take at most an eighth of the budget;
+    /// none when that leaves less than 16 KiB a window (then every
+    /// reservation but a job's first is made without waiting).
+    pub fn new(main: &MemoryBudget, slots: usize) -> Result<Self> {
+        let slots = slots.max(1) as u64;
+        let window = (main.capacity_bytes() / 8 / slots).min(MAX_PROBE_WINDOW) & !4095;
+        let windows = if window >= MIN_PROBE_WINDOW {
+            Some((main.carve(window * slots)?, window))
+        } else {
+            None
+        };
+        Ok(InputBudget {
+            main: main.clone(),
+            windows,
+        })
+    }
+
+    /// The probe window of one slot, in bytes (0: none).
+    pub fn window(&self) -> u64 {
+        self.windows.as_ref().map_or(0, |(_, w)| *w)
+    }
+}
 
 fn too_large(limits: &Limits) -> Error {
     Error::new(
@@ -56,85 +113,130 @@ pub fn check_pixels(p: &Probe, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
+/// The compressed bytes as they arrive, with what they are counted in.
+struct Buffer {
+    data: Vec<u8>,
+    /// Bytes counted for `data` up front (window, then Content-Length).
+    counted: u64,
+    /// Bytes counted beyond them, grown without waiting.
+    extra: Growing,
+    max: u64,
+}
+
+impl Buffer {
+    fn push(&mut self, mut chunk: Bytes, limits: &Limits) -> Result<()> {
+        let total = self.data.len() as u64 + chunk.remaining() as u64;
+        if total > self.max {
+            return Err(too_large(limits));
+        }
+        if total > self.counted + self.extra.bytes() {
+            let beyond = total - self.counted;
+            self.extra.grow_to(beyond, STEP.max(beyond / 4))?;
+        }
+        let room = (self.counted + self.extra.bytes()) as usize;
+        if room > self.data.capacity() {
+            // Capacity never exceeds what is counted.
+            self.data.reserve_exact(room - self.data.len());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            self.data.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+        Ok(())
+    }
+}
+
+async fn next_chunk(body: &mut Body) -> Result<Option<Bytes>> {
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
 /// Read `body`. `job_bytes` turns the probed header into the bytes the job
 /// will need (it may refuse the source).
 pub async fn read(
     mut body: Body,
     content_length: Option<u64>,
     limits: &Limits,
-    budget: &MemoryBudget,
+    budget: &InputBudget,
     job_bytes: impl FnOnce(&Probe) -> Result<u64>,
 ) -> Result<Input> {
     if content_length.is_some_and(|n| n > limits.max_src_bytes) {
         return Err(too_large(limits));
     }
-    let max = usize::try_from(limits.max_src_bytes).unwrap_or(usize::MAX);
     let mut held = Vec::new();
-    let mut data: Vec<u8> = Vec::new();
-    if let Some(n) = content_length {
-        // Known length: reserve and allocate it once.
-        let n = usize::try_from(n).map_err(|_| too_large(limits))?;
-        held.push(budget.reserve(n as u64).await?);
-        data.reserve_exact(n);
-    }
-    let mut probed: Option<Probe> = None;
-    let mut job_bytes = Some(job_bytes);
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        let Ok(mut chunk) = frame.into_data() else {
-            continue; // trailers
-        };
-        if data.len() + chunk.remaining() > max {
-            return Err(too_large(limits));
-        }
-        if data.len() + chunk.remaining() > data.capacity() {
-            // Grow by a counted step; capacity never exceeds what is reserved.
-            let want = (data.len() + chunk.remaining())
-                .max(data.capacity() + STEP.max(data.capacity() / 4));
-            let want = want.min(max);
-            let extra = want - data.capacity();
-            held.push(budget.reserve(extra as u64).await?);
-            data.reserve_exact(want - data.len());
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            data.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-        if probed.is_none() {
-            if let Some(p) = probe(&data, false)? {
-                check_pixels(&p, limits)?;
-                if let Some(f) = job_bytes.take() {
-                    held.push(budget.reserve(f(&p)?).await?);
-                }
-                probed = Some(p);
-            }
-        }
-    }
-    let probe = match probed {
-        Some(p) => p,
-        None => {
-            let p = probe(&data, true)?
-                .ok_or_else(|| Error::new(Kind::Unprocessable, "image header is truncated"))?;
-            check_pixels(&p, limits)?;
-            if let Some(f) = job_bytes.take() {
-                held.push(budget.reserve(f(&p)?).await?);
-            }
-            p
-        }
+    // 1. The header, into the probe window.
+    let window = budget.window().min(content_length.unwrap_or(u64::MAX));
+    let window_held = match (&budget.windows, window > 0) {
+        (Some((windows, _)), true) => windows.reserve(window).await?,
+        _ => Reservation::empty(),
     };
+    let mut buf = Buffer {
+        data: Vec::with_capacity(usize::try_from(window).unwrap_or(0)),
+        counted: window,
+        extra: Growing::new(&budget.main, Reservation::empty()),
+        max: limits.max_src_bytes,
+    };
+    let mut probed = None;
+    let mut ended = false;
+    while probed.is_none() {
+        let Some(chunk) = next_chunk(&mut body).await? else {
+            ended = true;
+            break;
+        };
+        buf.push(chunk, limits)?;
+        probed = probe(&buf.data, false)?;
+    }
+    let probed = match probed {
+        Some(p) => p,
+        None => probe(&buf.data, true)?
+            .ok_or_else(|| Error::new(Kind::Unprocessable, "image header is truncated"))?,
+    };
+    check_pixels(&probed, limits)?;
+
+    // 2. The job's whole need at once.
+    let input_rest =
+        content_length.map_or(0, |n| n.saturating_sub(buf.counted + buf.extra.bytes()));
+    let need = job_bytes(&probed)? + input_rest;
+    // Bytes beyond the window were taken from the main budget already.
+    let holds_main = buf.extra.bytes() > 0;
+    let whole = if holds_main {
+        budget.main.try_reserve(need)?.ok_or_else(budget_full)?
+    } else {
+        budget.main.reserve(need).await?
+    };
+    held.push(whole);
+    buf.counted += input_rest;
+
+    // 3. The rest of the body.
+    if !ended {
+        while let Some(chunk) = next_chunk(&mut body).await? {
+            buf.push(chunk, limits)?;
+        }
+    }
+    let data = std::mem::take(&mut buf.data);
+    held.push(buf.extra.into_reservation());
     if content_length.is_some_and(|n| n != data.len() as u64) {
         return Err(Error::upstream_broken(
-            "source body is shorter than its Content-Length",
+            "source body is not as long as its Content-Length",
         ));
     }
-    let mut probe = probe;
+    let mut probe = probed;
     if probe.format != SourceFormat::Jpeg {
         // The early probe saw only the first bytes; a WebP's EXIF comes last.
         probe.orientation = source_orientation(&data, probe.format);
     }
-    Ok(Input { data, probe, held })
+    Ok(Input {
+        data,
+        probe,
+        held,
+        window: window_held,
+    })
 }
 
 #[cfg(test)]
@@ -171,6 +273,8 @@ mod tests {
     #[tokio::test]
     async fn a_huge_header_is_refused_before_the_rest_is_read() {
         let budget = MemoryBudget::new(64 << 20);
+        let inputs = InputBudget::new(&budget, 4).unwrap();
+        let base = budget.in_use_bytes();
         // The body after the header never ends: only the header is read.
         let head = futures_util::stream::iter([Ok::<_, Error>(Frame::data(Bytes::from(header(
             65500, 65500,
@@ -180,7 +284,7 @@ mod tests {
         let body = BodyExt::boxed_unsync(StreamBody::new(head.chain(never)));
         let err = tokio::time::timeout(
             std::time::Duration::from_secs(2),
-            read(body, None, &LIMITS, &budget, |_| Ok(0)),
+            read(body, None, &LIMITS, &inputs, |_| Ok(0)),
         )
         .await
         .expect("answered without waiting for the body")
@@ -188,13 +292,15 @@ mod tests {
         .unwrap();
         assert_eq!(err.status(), 422);
         assert!(err.reason.contains("65500x65500"), "{}", err.reason);
-        assert_eq!(budget.in_use_bytes(), 0);
+        assert_eq!(budget.in_use_bytes(), base);
     }
 
     #[tokio::test]
     async fn byte_limit_by_length_or_by_counting() {
         let budget = MemoryBudget::new(64 << 20);
-        let err = read(chunked(vec![]), Some(2 << 20), &LIMITS, &budget, |_| Ok(0))
+        let inputs = InputBudget::new(&budget, 4).unwrap();
+        let base = budget.in_use_bytes();
+        let err = read(chunked(vec![]), Some(2 << 20), &LIMITS, &inputs, |_| Ok(0))
             .await
             .err()
             .unwrap();
@@ -205,23 +311,25 @@ mod tests {
             chunked(vec![big.clone(), big]),
             None,
             &LIMITS,
-            &budget,
+            &inputs,
             |_| Ok(0),
         )
         .await
         .err()
         .unwrap();
         assert_eq!(err.status(), 413);
-        assert_eq!(budget.in_use_bytes(), 0);
+        assert_eq!(budget.in_use_bytes(), base);
     }
 
     #[tokio::test]
     async fn input_and_job_bytes_are_held_until_dropped() {
         let budget = MemoryBudget::new(64 << 20);
+        let inputs = InputBudget::new(&budget, 4).unwrap();
+        let base = budget.in_use_bytes();
         let mut data = header(100, 100);
         data.resize(300 * 1024, 0);
         let parts: Vec<Vec<u8>> = data.chunks(1000).map(<[u8]>::to_vec).collect();
-        let input = read(chunked(parts), None, &LIMITS, &budget, |p| {
+        let input = read(chunked(parts), None, &LIMITS, &inputs, |p| {
             assert_eq!(p.width, 100);
             Ok(5 << 20)
         })
@@ -229,16 +337,50 @@ mod tests {
         .unwrap();
         assert_eq!(input.data.len(), 300 * 1024);
         let held: u64 = input.held.iter().map(Reservation::bytes).sum();
-        assert!(held >= input.data.capacity() as u64 + (5 << 20));
-        assert!(budget.in_use_bytes() >= held);
+        assert!(held + input.window.bytes() >= input.data.capacity() as u64 + (5 << 20));
+        // The window is counted in the carved budget (in `base`), the rest
+        // in the main one.
+        assert!(budget.in_use_bytes() - base >= held);
         drop(input);
-        assert_eq!(budget.in_use_bytes(), 0);
+        assert_eq!(budget.in_use_bytes(), base);
+    }
+
+    #[tokio::test]
+    async fn jobs_wait_for_their_whole_need_holding_only_a_window() {
+        // Room for one job at a time: the second waits for the first to
+        // end while holding nothing of the main budget (no hold-and-wait).
+        let budget = MemoryBudget::new(16 << 20);
+        let inputs = InputBudget::new(&budget, 2).unwrap();
+        let base = budget.in_use_bytes();
+        assert_eq!(inputs.window(), 128 * 1024);
+        let source = || {
+            let mut d = header(100, 100);
+            d.resize(100 * 1024, 0);
+            chunked(d.chunks(4096).map(<[u8]>::to_vec).collect())
+        };
+        let job = 10 << 20;
+        let first = read(source(), Some(100 * 1024), &LIMITS, &inputs, |_| Ok(job))
+            .await
+            .unwrap();
+        let second = read(source(), Some(100 * 1024), &LIMITS, &inputs, |_| Ok(job));
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), &mut second)
+                .await
+                .is_err()
+        );
+        drop(first);
+        let second = second.await.unwrap();
+        assert_eq!(second.data.len(), 100 * 1024);
+        drop(second);
+        assert_eq!(budget.in_use_bytes(), base);
     }
 
     #[tokio::test]
     async fn empty_and_truncated_sources_are_422() {
         let budget = MemoryBudget::new(64 << 20);
-        let err = read(chunked(vec![]), Some(0), &LIMITS, &budget, |_| Ok(0))
+        let inputs = InputBudget::new(&budget, 4).unwrap();
+        let err = read(chunked(vec![]), Some(0), &LIMITS, &inputs, |_| Ok(0))
             .await
             .err()
             .unwrap();
@@ -247,7 +389,7 @@ mod tests {
             chunked(vec![vec![0xFF, 0xD8, 0xFF]]),
             None,
             &LIMITS,
-            &budget,
+            &inputs,
             |_| Ok(0),
         )
         .await

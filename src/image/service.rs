@@ -23,7 +23,7 @@ use super::config::ImageConfig;
 use super::estimate::job_bytes;
 use super::etag::{self, OriginValidator};
 use super::geometry::plan;
-use super::input::{self, Limits};
+use super::input::{self, InputBudget, Limits};
 use super::options::{Options, OutputFormat, Presets};
 use super::pipeline::{self, choose_format, effective_quality, Defaults};
 use super::signature::Signer;
@@ -41,11 +41,13 @@ pub struct ImageService {
     prefix: String,
     signer: Signer,
     pub(super) presets: Presets,
-    allowed_prefixes: Vec<String>,
+    allowed_prefixes: Vec<url::SourceUrl>,
     allowed_origins: Vec<Origin>,
     pub(super) pool: WorkerPool,
     coalescer: Coalescer<Shared>,
     pub(super) limits: Limits,
+    /// The memory budget, with the probe windows of this pool's slots.
+    pub(super) budget: InputBudget,
     pub(super) defaults: Defaults,
     pub(super) timeout: Duration,
     cache_control: HeaderValue,
@@ -64,6 +66,27 @@ pub struct Output {
 enum Outcome {
     NotModified(String),
     Processed(Arc<Output>),
+}
+
+/// The part of a job's reservations that its output of `len` bytes keeps.
+/// The job's estimate covers its output, so this is a split; an output
+/// larger than that (not expected: encoded images are smaller than their
+/// bitmaps) frees the job's bytes first and then waits for its own.
+pub(super) async fn output_share(
+    held: Vec<Reservation>,
+    len: u64,
+    budget: &MemoryBudget,
+) -> Result<Reservation> {
+    let mut job = held.into_iter().reduce(|mut a, b| {
+        a.merge(b);
+        a
+    });
+    if let Some(share) = job.as_mut().and_then(|j| j.split_off(len)) {
+        return Ok(share);
+    }
+    tracing::warn!(bytes = len, "image output larger than its memory estimate");
+    drop(job);
+    budget.reserve(len).await
 }
 
 /// A clonable error, so that coalesced waiters can share a failure.
@@ -97,6 +120,7 @@ impl ImageService {
         c: &ImageConfig,
         timeouts: Timeouts,
         extra_ca: Option<&std::path::Path>,
+        budget: &MemoryBudget,
     ) -> std::result::Result<Self, String> {
         let prefix = c.img_prefix.trim_end_matches('/').to_string();
         if !prefix.starts_with('/') || prefix.len() < 2 {
@@ -125,13 +149,23 @@ impl ImageService {
             return Err("--quality must be 1..=100".into());
         }
         let ttl = c.ttl.as_secs();
+        let pool = WorkerPool::new(c.workers, c.queue_size)?;
+        let budget = InputBudget::new(budget, pool.slots()).map_err(|e| e.reason.to_string())?;
         Ok(ImageService {
             prefix,
             signer: Signer::new(&s.keys, &s.salts, s.signature_size)?,
             presets: Presets::parse(&c.presets)?,
-            allowed_prefixes: c.allowed_sources.clone(),
+            allowed_prefixes: c
+                .allowed_sources
+                .iter()
+                .map(|p| {
+                    url::SourceUrl::parse(p)
+                        .map_err(|e| format!("--allowed-source {p:?}: {}", e.reason))
+                })
+                .collect::<std::result::Result<_, _>>()?,
             allowed_origins,
-            pool: WorkerPool::new(c.workers, c.queue_size)?,
+            pool,
+            budget,
             coalescer: Coalescer::default(),
             limits: Limits {
                 max_src_pixels: c.max_src_pixels,
@@ -165,7 +199,6 @@ impl ImageService {
     pub async fn serve<B>(
         self: &Arc<Self>,
         origin: &Origin,
-        budget: &MemoryBudget,
         req: Request<B>,
         _ctx: &mut RequestContext,
     ) -> Result<Response<Body>> {
@@ -211,7 +244,6 @@ impl ImageService {
         let job = Job {
             service: self.clone(),
             origin,
-            budget: budget.clone(),
             path: source.path.clone(),
             options,
             requested,
@@ -373,7 +405,6 @@ fn held_body(out: Arc<Output>) -> Body {
 struct Job {
     service: Arc<ImageService>,
     origin: Origin,
-    budget: MemoryBudget,
     path: String,
     options: Options,
     requested: Option<OutputFormat>,
@@ -434,7 +465,7 @@ impl Job {
             response.body,
             content_length,
             &svc.limits,
-            &self.budget,
+            &svc.budget,
             |p| {
                 let (format, _) = choose_format(self.requested, self.accept.as_deref(), p);
                 Ok(job_bytes(
@@ -454,20 +485,24 @@ impl Job {
             armed: true,
         };
         let defaults = svc.defaults;
-        let processed = admission
+        let (processed, held) = admission
             .run(move || {
-                let input = input; // held (and counted) until the job ends
+                let input::Input {
+                    data,
+                    probe,
+                    held,
+                    window,
+                } = input;
                 if cancelled.load(Ordering::Relaxed) {
                     return Err(Error::new(Kind::Unavailable, "processing timed out"));
                 }
-                pipeline::run(
-                    &input.data,
-                    &input.probe,
-                    &options,
-                    format,
-                    defaults,
-                    &cancelled,
-                )
+                let processed =
+                    pipeline::run(&data, &probe, &options, format, defaults, &cancelled)?;
+                drop(data);
+                drop(window);
+                // The job's reservation comes back, so the output takes its
+                // share of it without releasing it in between.
+                Ok((processed, held))
             })
             .await?;
         guard.armed = false;
@@ -479,7 +514,7 @@ impl Job {
             bytes = processed.bytes.len(),
             "image processed"
         );
-        let held = self.budget.reserve(processed.bytes.len() as u64).await?;
+        let held = output_share(held, processed.bytes.len() as u64, &svc.budget.main).await?;
         Ok(Outcome::Processed(Arc::new(Output {
             bytes: Bytes::from(processed.bytes),
             format,

@@ -29,7 +29,7 @@ use super::input;
 use super::options::{Options, OutputFormat};
 use super::pipeline::{choose_format, effective_quality, run_variants};
 use super::service::{CancelOnDrop, ImageService};
-use crate::budget::{MemoryBudget, Reservation};
+use crate::budget::Reservation;
 use crate::error::{Error, Kind, Result};
 use crate::origin::{Origin, OriginRequest};
 
@@ -56,13 +56,14 @@ pub struct VariantOutput {
 impl ImageService {
     /// Fetch `path_and_query` from `origin` once and make every variant.
     /// The outer error fails all of them (fetch, limits, undecodable
-    /// source); an inner one only its variant.
+    /// source); an inner one only its variant. `reserved` hears when the
+    /// job holds its memory (it is dropped, unheard, if it fails first).
     pub async fn variants(
         self: &Arc<Self>,
         origin: &Origin,
-        budget: &MemoryBudget,
         path_and_query: &str,
         specs: &[VariantSpec],
+        reserved: tokio::sync::oneshot::Sender<()>,
     ) -> Result<Vec<Result<VariantOutput>>> {
         // The pool slot first, then memory, in the same order as `/img`:
         // a job never holds budget while it waits for a slot, so zips and
@@ -76,7 +77,7 @@ impl ImageService {
         let timeout = self.timeout;
         tokio::time::timeout(
             timeout,
-            self.fetch_and_run(admission, origin, budget, path_and_query, specs),
+            self.fetch_and_run(admission, origin, path_and_query, specs, reserved),
         )
         .await
         .unwrap_or_else(|_| {
@@ -91,10 +92,11 @@ impl ImageService {
         self: &Arc<Self>,
         admission: super::workers::Admission,
         origin: &Origin,
-        budget: &MemoryBudget,
         path_and_query: &str,
         specs: &[VariantSpec],
+        reserved: tokio::sync::oneshot::Sender<()>,
     ) -> Result<Vec<Result<VariantOutput>>> {
+        let budget = &self.budget.main;
         let response = origin.fetch(OriginRequest::get(path_and_query)).await?;
         if response.status != StatusCode::OK {
             let s = response.status;
@@ -117,22 +119,29 @@ impl ImageService {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        let input = input::read(response.body, content_length, &self.limits, budget, |p| {
-            let outputs: Vec<_> = specs
-                .iter()
-                .map(|s| {
-                    let (format, _) = choose_format(s.format, None, p);
-                    let quality = effective_quality(&s.options, self.defaults);
-                    (
-                        plan(p.width, p.height, p.orientation, &s.options),
-                        format,
-                        quality,
-                    )
-                })
-                .collect();
-            Ok(variants_job_bytes(p, &outputs))
-        })
+        let input = input::read(
+            response.body,
+            content_length,
+            &self.limits,
+            &self.budget,
+            |p| {
+                let outputs: Vec<_> = specs
+                    .iter()
+                    .map(|s| {
+                        let (format, _) = choose_format(s.format, None, p);
+                        let quality = effective_quality(&s.options, self.defaults);
+                        (
+                            plan(p.width, p.height, p.orientation, &s.options),
+                            format,
+                            quality,
+                        )
+                    })
+                    .collect();
+                Ok(variants_job_bytes(p, &outputs))
+            },
+        )
         .await?;
+        let _ = reserved.send(());
         let jobs: Vec<(Options, OutputFormat)> = specs
             .iter()
             .map(|s| {
@@ -148,11 +157,17 @@ impl ImageService {
         let defaults = self.defaults;
         let (outputs, held) = admission
             .run(move || {
-                let input::Input { data, probe, held } = input;
+                let input::Input {
+                    data,
+                    probe,
+                    held,
+                    window,
+                } = input;
                 let variants: Vec<(&Options, OutputFormat)> =
                     jobs.iter().map(|(o, f)| (o, *f)).collect();
                 let outputs = run_variants(&data, &probe, &variants, defaults, &cancelled);
                 drop(data);
+                drop(window);
                 // The reservations go back with the outputs (or are
                 // dropped here with the error), so the results can take
                 // their share without releasing it in between.

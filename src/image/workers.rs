@@ -84,6 +84,11 @@ impl WorkerPool {
         self.inner.workers
     }
 
+    /// Admission slots in all (workers + queue).
+    pub fn slots(&self) -> usize {
+        self.inner.workers + self.inner.queue_size
+    }
+
     /// Take a slot now, or 429.
     pub fn admit(&self) -> Result<Admission> {
         let permit = self.inner.slots.clone().try_acquire_owned().map_err(|_| {

@@ -51,7 +51,8 @@ pub enum EntrySource {
     Processed {
         path_and_query: String,
         group: usize,
-        variant: VariantSpec,
+        /// Boxed: options are large, and most entries are not processed.
+        variant: Box<VariantSpec>,
     },
 }
 
@@ -75,6 +76,20 @@ pub struct PlannedEntry {
     pub declared: Sizes,
     /// Modification time from the manifest, if it gave one.
     pub modified: Option<DosDateTime>,
+}
+
+impl PlannedEntry {
+    /// Bytes this entry holds on the heap (beyond its own size).
+    pub fn heap_bytes(&self) -> u64 {
+        let (source, variant) = match &self.source {
+            EntrySource::Origin { path_and_query } => (path_and_query.capacity(), 0),
+            EntrySource::Processed { path_and_query, .. } => (
+                path_and_query.capacity(),
+                std::mem::size_of::<VariantSpec>(),
+            ),
+        };
+        (self.name.capacity() + source + variant) as u64
+    }
 }
 
 /// A whole archive request.
@@ -116,15 +131,6 @@ pub struct ManifestLimits {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct JsonManifest {
-    name: Option<String>,
-    entries: Vec<JsonEntry>,
-    #[serde(default)]
-    on_error: OnError,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JsonEntry {
     source: String,
     name: Option<String>,
@@ -156,64 +162,253 @@ fn unprocessable(reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(Kind::Unprocessable, reason)
 }
 
+/// What a plan holds while it is built, reported as it grows so the caller
+/// can count it in the memory budget (`Err` stops the parse).
+pub type PlanMeter<'a> = &'a mut dyn FnMut(u64) -> Result<()>;
+
+/// Entries planned between two reports to the [`PlanMeter`].
+const METER_EVERY: usize = 256;
+
+/// The entries planned so far, the names they took, and what they hold.
+struct PlanBuilder<'m> {
+    limits: ManifestLimits,
+    namer: Namer,
+    entries: Vec<PlannedEntry>,
+    /// Heap bytes of the entries (names, sources, variants).
+    entry_heap: u64,
+    meter: PlanMeter<'m>,
+}
+
+impl<'m> PlanBuilder<'m> {
+    fn new(limits: ManifestLimits, meter: PlanMeter<'m>) -> Self {
+        PlanBuilder {
+            limits,
+            namer: Namer::new(),
+            entries: Vec::new(),
+            entry_heap: 0,
+            meter,
+        }
+    }
+
+    fn push(&mut self, entry: PlannedEntry) -> Result<()> {
+        if self.entries.len() >= self.limits.max_entries {
+            return Err(too_many(self.limits));
+        }
+        self.entry_heap += entry.heap_bytes();
+        self.entries.push(entry);
+        if self.entries.len() % METER_EVERY == 0 {
+            self.report()?;
+        }
+        Ok(())
+    }
+
+    fn held(&self) -> u64 {
+        (self.entries.capacity() * std::mem::size_of::<PlannedEntry>()) as u64
+            + self.entry_heap
+            + self.namer.heap_bytes()
+    }
+
+    fn report(&mut self) -> Result<()> {
+        let held = self.held();
+        (self.meter)(held)
+    }
+
+    /// The finished entries; the namer's memory goes with this builder.
+    fn finish(mut self) -> Result<Vec<PlannedEntry>> {
+        self.report()?;
+        self.entries.shrink_to_fit();
+        let entries = std::mem::take(&mut self.entries);
+        drop(self.namer);
+        let heap = self.entry_heap;
+        (self.meter)((entries.capacity() * std::mem::size_of::<PlannedEntry>()) as u64 + heap)?;
+        Ok(entries)
+    }
+}
+
 /// Parse the JSON manifest of `POST /zip`. `presets` are the server's
 /// `--preset`s, usable in entries' `options`.
-pub fn parse_json(body: &[u8], limits: ManifestLimits, presets: &Presets) -> Result<ArchivePlan> {
-    let manifest: JsonManifest = serde_json::from_slice(body).map_err(|e| {
-        let kind = if e.is_data() {
-            Kind::Unprocessable
-        } else {
-            Kind::BadRequest
-        };
-        Error::new(kind, format!("manifest: {e}"))
-    })?;
-    check_count(manifest.entries.len(), limits)?;
-    let mut namer = Namer::new();
-    let mut entries = Vec::with_capacity(manifest.entries.len());
-    for (i, e) in manifest.entries.into_iter().enumerate() {
-        let path_and_query = encode_source(&e.source)
-            .map_err(|why| unprocessable(format!("entry {i}: source {:?} {why}", e.source)))?;
-        if e.options.is_some() || e.variants.is_some() {
-            processed_entries(i, e, path_and_query, presets, &mut namer, &mut entries)?;
-            check_count(entries.len(), limits)?;
-            continue;
+///
+/// The entries are planned one by one as the parser reads them (a serde
+/// seed), so the parsed form of the whole manifest never exists beside the
+/// plan, and `meter` hears what the plan holds as it grows.
+pub fn parse_json(
+    body: &[u8],
+    limits: ManifestLimits,
+    presets: &Presets,
+    meter: PlanMeter<'_>,
+) -> Result<ArchivePlan> {
+    use serde::de::DeserializeSeed;
+    let mut builder = PlanBuilder::new(limits, meter);
+    // A planning error (limits, a bad entry, the meter) is kept here and
+    // reported as it is, rather than as serde's text.
+    let mut failed: Option<Error> = None;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let head = ManifestSeed {
+        builder: &mut builder,
+        presets,
+        failed: &mut failed,
+    }
+    .deserialize(&mut de)
+    .and_then(|head| de.end().map(|()| head));
+    let head = match (head, failed) {
+        (_, Some(e)) => return Err(e),
+        (Err(e), None) => {
+            let kind = if e.is_data() {
+                Kind::Unprocessable
+            } else {
+                Kind::BadRequest
+            };
+            return Err(Error::new(kind, format!("manifest: {e}")));
         }
-        let requested = e
-            .name
-            .as_deref()
-            .unwrap_or_else(|| names::file_name_of(&e.source));
-        let name = names::sanitize(requested)
-            .ok_or_else(|| unprocessable(format!("entry {i}: name {requested:?} is empty")))?;
-        let crc32 = match e.crc32 {
+        (Ok(head), None) => head,
+    };
+    Ok(ArchivePlan {
+        file_name: head.name.as_deref().map(download_name),
+        entries: builder.finish()?,
+        on_error: head.on_error,
+        modified: None,
+    })
+}
+
+/// The manifest's fields other than `entries`.
+struct ManifestHead {
+    name: Option<String>,
+    on_error: OnError,
+}
+
+/// Reads the manifest object, planning `entries` as they come.
+struct ManifestSeed<'a, 'm> {
+    builder: &'a mut PlanBuilder<'m>,
+    presets: &'a Presets,
+    failed: &'a mut Option<Error>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ManifestSeed<'_, '_> {
+    type Value = ManifestHead;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<ManifestHead, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ManifestSeed<'_, '_> {
+    type Value = ManifestHead;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a manifest object with `entries`")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ManifestHead, A::Error> {
+        use serde::de::Error as _;
+        let mut name: Option<Option<String>> = None;
+        let mut on_error: Option<OnError> = None;
+        let mut entries = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "name" if name.is_none() => name = Some(map.next_value()?),
+                "on_error" if on_error.is_none() => on_error = Some(map.next_value()?),
+                "entries" if !entries => {
+                    entries = true;
+                    map.next_value_seed(EntriesSeed {
+                        builder: &mut *self.builder,
+                        presets: self.presets,
+                        failed: &mut *self.failed,
+                    })?;
+                }
+                "name" | "on_error" | "entries" => {
+                    return Err(A::Error::custom(format!("duplicate field `{key}`")))
+                }
+                other => {
+                    return Err(A::Error::unknown_field(
+                        other,
+                        &["name", "entries", "on_error"],
+                    ))
+                }
+            }
+        }
+        if !entries {
+            return Err(A::Error::missing_field("entries"));
+        }
+        Ok(ManifestHead {
+            name: name.flatten(),
+            on_error: on_error.unwrap_or_default(),
+        })
+    }
+}
+
+/// Plans each element of `entries` as soon as it is parsed.
+struct EntriesSeed<'a, 'm> {
+    builder: &'a mut PlanBuilder<'m>,
+    presets: &'a Presets,
+    failed: &'a mut Option<Error>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for EntriesSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for EntriesSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of entries")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error as _;
+        let mut i = 0;
+        while let Some(entry) = seq.next_element::<JsonEntry>()? {
+            if let Err(e) = plan_json_entry(i, entry, self.presets, self.builder) {
+                let reason = e.reason.to_string();
+                *self.failed = Some(e);
+                return Err(A::Error::custom(reason));
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Plan manifest entry `i` (one entry, or one per variant).
+fn plan_json_entry(i: usize, e: JsonEntry, presets: &Presets, b: &mut PlanBuilder) -> Result<()> {
+    let path_and_query = encode_source(&e.source)
+        .map_err(|why| unprocessable(format!("entry {i}: source {:?} {why}", e.source)))?;
+    if e.options.is_some() || e.variants.is_some() {
+        return processed_entries(i, e, path_and_query, presets, b);
+    }
+    let requested = e
+        .name
+        .as_deref()
+        .unwrap_or_else(|| names::file_name_of(&e.source));
+    let name = names::sanitize(requested)
+        .ok_or_else(|| unprocessable(format!("entry {i}: name {requested:?} is empty")))?;
+    let crc32 =
+        match e.crc32 {
             None => None,
             Some(JsonCrc::Number(n)) => Some(n),
             Some(JsonCrc::Hex(s)) => Some(parse_crc(&s).ok_or_else(|| {
                 unprocessable(format!("entry {i}: crc32 {s:?} is not 8 hex digits"))
             })?),
         };
-        let declared = match (e.size, crc32) {
-            (Some(size), Some(crc32)) => Sizes::Known { size, crc32 },
-            (Some(size), None) => Sizes::Length(size),
-            (None, None) => Sizes::Unknown,
-            (None, Some(_)) => {
-                return Err(unprocessable(format!("entry {i}: crc32 needs a size too")))
-            }
-        };
-        let method = media::choose_by_name(&name)
-            .or_else(|| media::choose_by_name(names::file_name_of(&e.source)));
-        entries.push(PlannedEntry {
-            source: EntrySource::Origin { path_and_query },
-            name: namer.unique(&name),
-            method: method.map_or(MethodChoice::ByContentType, MethodChoice::Fixed),
-            declared,
-            modified: e.mtime.map(DosDateTime::from_unix),
-        });
-    }
-    Ok(ArchivePlan {
-        file_name: manifest.name.as_deref().map(download_name),
-        entries,
-        on_error: manifest.on_error,
-        modified: None,
+    let declared = match (e.size, crc32) {
+        (Some(size), Some(crc32)) => Sizes::Known { size, crc32 },
+        (Some(size), None) => Sizes::Length(size),
+        (None, None) => Sizes::Unknown,
+        (None, Some(_)) => return Err(unprocessable(format!("entry {i}: crc32 needs a size too"))),
+    };
+    let method = media::choose_by_name(&name)
+        .or_else(|| media::choose_by_name(names::file_name_of(&e.source)));
+    let name = b.namer.unique(&name);
+    b.push(PlannedEntry {
+        source: EntrySource::Origin { path_and_query },
+        name,
+        method: method.map_or(MethodChoice::ByContentType, MethodChoice::Fixed),
+        declared,
+        modified: e.mtime.map(DosDateTime::from_unix),
     })
 }
 
@@ -223,8 +418,7 @@ fn processed_entries(
     e: JsonEntry,
     path_and_query: String,
     presets: &Presets,
-    namer: &mut Namer,
-    out: &mut Vec<PlannedEntry>,
+    b: &mut PlanBuilder,
 ) -> Result<()> {
     if e.size.is_some() || e.crc32.is_some() {
         return Err(unprocessable(format!(
@@ -281,18 +475,19 @@ fn processed_entries(
         };
         let name = names::sanitize(&requested)
             .ok_or_else(|| unprocessable(format!("{at}: name {requested:?} is empty")))?;
-        out.push(PlannedEntry {
+        let name = b.namer.unique(&name);
+        b.push(PlannedEntry {
             source: EntrySource::Processed {
                 path_and_query: path_and_query.clone(),
                 group: i,
-                variant: VariantSpec { options, format },
+                variant: Box::new(VariantSpec { options, format }),
             },
-            name: namer.unique(&name),
+            name,
             // Encoded images do not deflate.
             method: MethodChoice::Fixed(Method::Store),
             declared: Sizes::Unknown,
             modified,
-        });
+        })?;
     }
     Ok(())
 }
@@ -325,18 +520,19 @@ fn default_processed_name(
 }
 
 /// Parse an nginx mod_zip manifest. As in mod_zip, every entry is stored.
-pub fn parse_mod_zip(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
+/// `meter` hears what the plan holds as it grows, as in [`parse_json`].
+pub fn parse_mod_zip(
+    body: &[u8],
+    limits: ManifestLimits,
+    meter: PlanMeter<'_>,
+) -> Result<ArchivePlan> {
     let text =
         std::str::from_utf8(body).map_err(|_| unprocessable("mod_zip manifest is not UTF-8"))?;
-    let mut namer = Namer::new();
-    let mut entries = Vec::new();
+    let mut b = PlanBuilder::new(limits, meter);
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             continue;
-        }
-        if entries.len() >= limits.max_entries {
-            return Err(too_many(limits));
         }
         let bad = |why: &str| unprocessable(format!("mod_zip manifest line {}: {why}", i + 1));
         let mut fields = line.splitn(4, ' ');
@@ -355,27 +551,21 @@ pub fn parse_mod_zip(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan>
         };
         let path_and_query = check_location(location).map_err(bad)?;
         let name = names::sanitize(name).ok_or_else(|| bad("empty name"))?;
-        entries.push(PlannedEntry {
+        let name = b.namer.unique(&name);
+        b.push(PlannedEntry {
             source: EntrySource::Origin { path_and_query },
-            name: namer.unique(&name),
+            name,
             method: MethodChoice::Fixed(Method::Store),
             declared,
             modified: None,
-        });
+        })?;
     }
     Ok(ArchivePlan {
         file_name: None,
-        entries,
+        entries: b.finish()?,
         on_error: OnError::Skip,
         modified: None,
     })
-}
-
-fn check_count(n: usize, limits: ManifestLimits) -> Result<()> {
-    if n > limits.max_entries {
-        return Err(too_many(limits));
-    }
-    Ok(())
 }
 
 fn too_many(limits: ManifestLimits) -> Error {
@@ -464,9 +654,17 @@ mod tests {
 
     const LIMITS: ManifestLimits = ManifestLimits { max_entries: 100 };
 
+    fn json_plan(body: &[u8], limits: ManifestLimits, presets: &Presets) -> Result<ArchivePlan> {
+        parse_json(body, limits, presets, &mut |_| Ok(()))
+    }
+
+    fn mod_zip_plan(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
+        parse_mod_zip(body, limits, &mut |_| Ok(()))
+    }
+
     #[test]
     fn json_manifest_with_defaults() {
-        let plan = parse_json(
+        let plan = json_plan(
             r#"{"name": "photos", "entries": [
                 {"source": "2024/a.jpg", "name": "trip/a.jpg"},
                 {"source": "/b.png", "size": 10, "crc32": "0000abcd"},
@@ -511,7 +709,7 @@ mod tests {
     #[test]
     fn json_manifest_refusals() {
         let status = |body: &str| {
-            parse_json(body.as_bytes(), LIMITS, &Presets::default())
+            json_plan(body.as_bytes(), LIMITS, &Presets::default())
                 .unwrap_err()
                 .status()
         };
@@ -543,7 +741,7 @@ mod tests {
 
     #[test]
     fn empty_manifest_is_a_valid_empty_archive() {
-        let plan = parse_json(
+        let plan = json_plan(
             br#"{"entries": [], "on_error": "abort"}"#,
             LIMITS,
             &Presets::default(),
@@ -568,7 +766,7 @@ mod tests {
     #[test]
     fn json_options_and_variants() {
         let presets = Presets::parse(&["thumb=rs:fit:100:100".to_string()]).unwrap();
-        let plan = parse_json(
+        let plan = json_plan(
             br#"{"entries": [
                 {"source": "a.jpg", "variants": [
                     {"name": "a_200.jpg", "options": "rs:fit:200:200"},
@@ -632,7 +830,7 @@ mod tests {
     #[test]
     fn json_options_refusals_name_the_entry() {
         let reason = |body: &str| {
-            let e = parse_json(body.as_bytes(), LIMITS, &Presets::default()).unwrap_err();
+            let e = json_plan(body.as_bytes(), LIMITS, &Presets::default()).unwrap_err();
             assert_eq!(e.status(), 422, "{}", e.reason);
             e.reason.into_owned()
         };
@@ -672,7 +870,7 @@ mod tests {
 
     #[test]
     fn mod_zip_manifest() {
-        let plan = parse_mod_zip(
+        let plan = mod_zip_plan(
             b"1a2b3c4d 1024 /files/a%20b.jpg photos/a b.jpg\r\n\
               - 5 /files/c.txt?sig=1 c.txt\n\n\
               00000000 0 /files/empty ../empty\n",
@@ -699,7 +897,7 @@ mod tests {
 
     #[test]
     fn mod_zip_refusals() {
-        let status = |body: &str| parse_mod_zip(body.as_bytes(), LIMITS).unwrap_err().status();
+        let status = |body: &str| mod_zip_plan(body.as_bytes(), LIMITS).unwrap_err().status();
         assert_eq!(status("- 5 /a"), 422);
         assert_eq!(status("- five /a a"), 422);
         assert_eq!(status("zz 5 /a a"), 422);

@@ -6,7 +6,7 @@
 //! (`a.jpg`, `a (1).jpg`), case-insensitively, and also keeps a file from
 //! colliding with a folder of the same name.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 /// Longest name component most file systems accept, in bytes.
 const MAX_COMPONENT: usize = 255;
@@ -108,12 +108,46 @@ pub fn file_name_of(source: &str) -> &str {
 }
 
 /// Hands out unique names within one archive.
-#[derive(Default)]
+///
+/// Names are kept as a tree of lower-cased components, so recording and
+/// checking a name costs its length, whatever its depth, and memory grows
+/// with the distinct components only (a set of every folder prefix would
+/// hold `depth²` bytes per name: megabytes for one 4 KiB name of 2,000
+/// folders). Each wanted name remembers the next number worth trying, so
+/// 100,000 entries called `a.jpg` cost no more than 100,000 different ones
+/// (numbering from 1 for each one was quadratic).
 pub struct Namer {
-    /// Lower-cased names of files written.
-    files: HashSet<String>,
-    /// Lower-cased folder prefixes implied by those files.
-    dirs: HashSet<String>,
+    /// Node 0 is the archive's root.
+    nodes: Vec<Node>,
+    /// (parent node, lower-cased component) ▶ child node.
+    children: HashMap<(u32, String), u32>,
+    /// (parent node, lower-cased wanted name) ▶ the next `(n)` to try.
+    next_number: HashMap<(u32, String), u64>,
+    /// A file's node ▶ the folder name used where a folder of that name is wanted.
+    renamed_dirs: HashMap<u32, String>,
+    /// Bytes of the strings in the maps' keys and values.
+    string_bytes: u64,
+    /// Candidate names tried, over the namer's life (for tests).
+    tries: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Node {
+    file: bool,
+    dir: bool,
+}
+
+impl Default for Namer {
+    fn default() -> Self {
+        Namer {
+            nodes: vec![Node::default()],
+            children: HashMap::new(),
+            next_number: HashMap::new(),
+            renamed_dirs: HashMap::new(),
+            string_bytes: 0,
+            tries: 0,
+        }
+    }
 }
 
 impl Namer {
@@ -123,55 +157,97 @@ impl Namer {
 
     /// A name not used yet, derived from a sanitised `name`.
     pub fn unique(&mut self, name: &str) -> String {
-        let mut parts: Vec<String> = name.split('/').map(str::to_string).collect();
-        // A folder that is already a file: rename that folder component.
-        for i in 0..parts.len().saturating_sub(1) {
-            let prefix = parts[..=i].join("/").to_lowercase();
-            if self.files.contains(&prefix) {
-                let mut n = 1;
-                loop {
-                    let candidate = format!("{} ({n})", parts[i]);
-                    let mut trial = parts[..i].to_vec();
-                    trial.push(candidate.clone());
-                    if !self.files.contains(&trial.join("/").to_lowercase()) {
-                        parts[i] = candidate;
-                        break;
-                    }
-                    n += 1;
+        let mut components: Vec<&str> = name.split('/').collect();
+        let file = components.pop().unwrap_or(name);
+        let mut out = String::with_capacity(name.len() + 8);
+        let mut parent = 0u32;
+        for wanted in components {
+            let mut component = wanted.to_string();
+            // A folder that is already a file: use a numbered folder name.
+            if let Some(node) = self.child(parent, &wanted.to_lowercase()) {
+                if self.nodes[node as usize].file {
+                    component = match self.renamed_dirs.get(&node) {
+                        Some(r) => r.clone(),
+                        None => {
+                            let r = self.numbered(parent, wanted, "", |n| n.file);
+                            self.string_bytes += r.len() as u64;
+                            self.renamed_dirs.insert(node, r.clone());
+                            r
+                        }
+                    };
                 }
             }
+            parent = self.add(parent, &component.to_lowercase());
+            self.nodes[parent as usize].dir = true;
+            out.push_str(&component);
+            out.push('/');
         }
-        let last = parts.len() - 1;
-        let dir = parts[..last].join("/");
-        let (stem, ext) = split_ext(&parts[last]);
-        let (stem, ext) = (stem.to_string(), ext.to_string());
-        let mut candidate = parts.join("/");
-        let mut n = 1;
-        while self.taken(&candidate) {
-            let file = format!("{stem} ({n}){ext}");
-            candidate = if dir.is_empty() {
-                file
-            } else {
-                format!("{dir}/{file}")
-            };
-            n += 1;
-        }
-        let key = candidate.to_lowercase();
-        let mut prefix = String::new();
-        for part in key.split('/').take(last) {
-            if !prefix.is_empty() {
-                prefix.push('/');
+        let taken = |n: Node| n.file || n.dir;
+        let lower = file.to_lowercase();
+        self.tries += 1;
+        let chosen = match self.child(parent, &lower) {
+            Some(node) if taken(self.nodes[node as usize]) => {
+                let (stem, ext) = split_ext(file);
+                self.numbered(parent, stem, ext, taken)
             }
-            prefix.push_str(part);
-            self.dirs.insert(prefix.clone());
-        }
-        self.files.insert(key);
-        candidate
+            _ => file.to_string(),
+        };
+        let node = self.add(parent, &chosen.to_lowercase());
+        self.nodes[node as usize].file = true;
+        out.push_str(&chosen);
+        out
     }
 
-    fn taken(&self, name: &str) -> bool {
-        let key = name.to_lowercase();
-        self.files.contains(&key) || self.dirs.contains(&key)
+    /// What the namer holds on the heap: its node list, its maps' tables
+    /// (by capacity, with hashbrown's control byte per slot) and their strings.
+    pub fn heap_bytes(&self) -> u64 {
+        fn table<K, V>(m: &HashMap<K, V>) -> usize {
+            m.capacity() * (std::mem::size_of::<(K, V)>() + 1)
+        }
+        (self.nodes.capacity() * std::mem::size_of::<Node>()
+            + table(&self.children)
+            + table(&self.next_number)
+            + table(&self.renamed_dirs)) as u64
+            + self.string_bytes
+    }
+
+    fn child(&self, parent: u32, lower: &str) -> Option<u32> {
+        // Borrowed lookups of a (u32, String) key need an owned key; the
+        // components are short, and this keeps the map simple.
+        self.children.get(&(parent, lower.to_string())).copied()
+    }
+
+    fn add(&mut self, parent: u32, lower: &str) -> u32 {
+        if let Some(node) = self.child(parent, lower) {
+            return node;
+        }
+        let node = u32::try_from(self.nodes.len()).unwrap_or(u32::MAX);
+        self.nodes.push(Node::default());
+        self.string_bytes += lower.len() as u64;
+        self.children.insert((parent, lower.to_string()), node);
+        node
+    }
+
+    /// `stem (n)ext` under `parent` for the smallest n, from where the last
+    /// search for the same name stopped, whose node `taken` does not refuse.
+    fn numbered(&mut self, parent: u32, stem: &str, ext: &str, taken: fn(Node) -> bool) -> String {
+        let memo = (parent, format!("{stem}{ext}").to_lowercase());
+        let mut n = self.next_number.get(&memo).copied().unwrap_or(1);
+        loop {
+            let name = format!("{stem} ({n}){ext}");
+            n += 1;
+            self.tries += 1;
+            let free = self
+                .child(parent, &name.to_lowercase())
+                .is_none_or(|node| !taken(self.nodes[node as usize]));
+            if free {
+                if !self.next_number.contains_key(&memo) {
+                    self.string_bytes += memo.1.len() as u64;
+                }
+                self.next_number.insert(memo, n);
+                return name;
+            }
+        }
     }
 }
 
@@ -241,6 +317,27 @@ mod tests {
         // A folder named like an existing file.
         assert_eq!(n.unique("f/g.jpg"), "f (1)/g.jpg");
         assert_eq!(n.unique("f/h.jpg"), "f (1)/h.jpg");
+    }
+
+    #[test]
+    fn many_equal_names_take_linear_time() {
+        let mut n = Namer::new();
+        for i in 0..20_000u64 {
+            let name = n.unique("same.jpg");
+            if i > 0 {
+                assert_eq!(name, format!("same ({i}).jpg"));
+            }
+        }
+        // Each name is tried at most twice (itself, then its next number);
+        // numbering from 1 each time would have tried 200 million.
+        assert!(n.tries <= 40_000, "{} tries", n.tries);
+        // Deep names cost one node per new component.
+        let deep = vec!["d"; 2000].join("/");
+        let before = n.nodes.len();
+        for _ in 0..100 {
+            n.unique(&deep);
+        }
+        assert_eq!(n.nodes.len(), before + 2000 + 99);
     }
 
     #[test]

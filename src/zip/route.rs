@@ -13,7 +13,7 @@ use http::header::{
     IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::archive::{self, ArchiveConfig, Download};
@@ -21,22 +21,17 @@ use super::manifest::{self, ArchivePlan, ManifestLimits};
 use super::scheduler::SchedulerConfig;
 use super::writer::DosDateTime;
 use crate::body::{self, Body};
+use crate::budget::{Growing, MemoryBudget, Reservation};
 use crate::conditional::{self, Decision, Validators};
 use crate::error::{Error, Kind, Result, Side};
 use crate::origin::OriginResponse;
 use crate::router::AppState;
+use crate::upload::{self, Pace, UploadLimits};
 
 pub const X_ARCHIVE_FILES: HeaderName = HeaderName::from_static("x-archive-files");
 
-/// Memory the plan of one entry is assumed to hold (name, source, record).
-const PLAN_BYTES_PER_ENTRY: u64 = 256;
-
 /// `POST /zip`.
-pub async fn serve_post<B>(state: &Arc<AppState>, req: Request<B>) -> Result<Response<Body>>
-where
-    B: http_body::Body<Data = Bytes> + Send,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn serve_post(state: &Arc<AppState>, req: Request<Incoming>) -> Result<Response<Body>> {
     if req.method() != Method::POST {
         return Err(Error::new(
             Kind::MethodNotAllowed,
@@ -44,34 +39,31 @@ where
         ));
     }
     let max = state.config.zip_max_manifest_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(manifest_too_large(max));
-    }
     let (parts, body) = req.into_parts();
-    let reservation = state
-        .budget
-        .reserve(max.min(declared.unwrap_or(max)))
-        .await?;
-    let bytes = Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX))
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                manifest_too_large(max)
-            } else {
-                Error::new(Kind::ClientGone, "could not read the manifest").with_cause(e)
-            }
-        })?
-        .to_bytes();
-    let plan = manifest::parse_json(&bytes, limits(state), state.image.presets())?;
-    drop(bytes);
-    drop(reservation);
-    let file_name = plan
+    let limits = UploadLimits {
+        max_bytes: max,
+        pace: Some(Pace {
+            timeout: state.config.body_timeout,
+            min_rate: state.config.min_body_rate,
+        }),
+    };
+    let (bytes, held) = upload::read(
+        body,
+        content_length(&parts.headers),
+        limits,
+        &state.budget,
+        || manifest_too_large(max),
+        upload::client_body_error,
+    )
+    .await?;
+    let manifest_limits = self::limits(state);
+    let image = state.image.clone();
+    let planned = plan_off_the_reactor(&state.budget, bytes, held, move |bytes, meter| {
+        manifest::parse_json(bytes, manifest_limits, image.presets(), meter)
+    })
+    .await?;
+    let file_name = planned
+        .plan
         .file_name
         .clone()
         .unwrap_or_else(|| "download.zip".into());
@@ -82,7 +74,61 @@ where
     let mut conditionals = conditional_headers(&parts.headers);
     conditionals.remove(IF_NONE_MATCH);
     conditionals.remove(IF_MODIFIED_SINCE);
-    respond(state, plan, &conditionals, headers).await
+    respond(state, planned, &conditionals, headers)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok())
+}
+
+/// A parsed plan, with what it holds counted, and the facts about it that
+/// take a pass over every entry.
+struct Planned {
+    plan: ArchivePlan,
+    known_length: Option<u64>,
+    /// The ETag of a known-size archive.
+    etag: Option<String>,
+    held: Reservation,
+}
+
+/// Parse a manifest and plan the archive on tokio's blocking pool: a
+/// 100,000-entry manifest is CPU work that must not stall the async
+/// threads (other requests, `/healthz`). The plan is counted in the budget
+/// as it grows, without waiting (the manifest's bytes are held meanwhile),
+/// and the manifest's own bytes are released as soon as it is parsed.
+async fn plan_off_the_reactor(
+    budget: &MemoryBudget,
+    bytes: Bytes,
+    manifest_held: Reservation,
+    parse: impl FnOnce(&[u8], manifest::PlanMeter<'_>) -> Result<ArchivePlan> + Send + 'static,
+) -> Result<Planned> {
+    let budget = budget.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut held = Growing::new(&budget, Reservation::empty());
+        let mut meter = |bytes: u64| held.grow_to(bytes, 1 << 20);
+        let plan = parse(&bytes, &mut meter);
+        drop(bytes);
+        drop(manifest_held);
+        let plan = plan?;
+        let known_length = archive::known_length(&plan);
+        let etag = known_length.map(|len| archive_etag(&plan, len));
+        let mut held = held;
+        let heap: u64 = plan.entries.iter().map(|e| e.heap_bytes()).sum();
+        held.shrink_to(
+            (plan.entries.capacity() * std::mem::size_of::<manifest::PlannedEntry>()) as u64 + heap,
+        );
+        Ok(Planned {
+            plan,
+            known_length,
+            etag,
+            held: held.into_reservation(),
+        })
+    })
+    .await
+    .map_err(|e| Error::internal("manifest planning failed").with_cause(e))?
 }
 
 /// The request headers a known-size archive evaluates (kept before the
@@ -115,33 +161,33 @@ pub async fn serve_mod_zip(
     request_headers: &HeaderMap,
 ) -> Result<Response<Body>> {
     let max = state.config.zip_max_manifest_bytes;
-    let announced = upstream
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > max) {
-        return Err(manifest_too_large(max).on(Side::Upstream));
-    }
-    let reservation = state.budget.reserve(announced.unwrap_or(max)).await?;
-    let bytes = Limited::new(upstream.body, usize::try_from(max).unwrap_or(usize::MAX))
-        .collect()
-        .await
-        .map_err(|e| match e.downcast::<Error>() {
-            Ok(e) => *e,
-            Err(_) => manifest_too_large(max).on(Side::Upstream),
-        })?
-        .to_bytes();
-    let mut plan =
-        manifest::parse_mod_zip(&bytes, limits(state)).map_err(|e| e.on(Side::Upstream))?;
-    drop(bytes);
-    drop(reservation);
-    plan.modified = upstream
+    let limits = UploadLimits {
+        max_bytes: max,
+        pace: None,
+    };
+    let (bytes, held) = upload::read(
+        upstream.body,
+        content_length(&upstream.headers),
+        limits,
+        &state.budget,
+        || manifest_too_large(max).on(Side::Upstream),
+        |e| e,
+    )
+    .await?;
+    let manifest_limits = self::limits(state);
+    let mut planned = plan_off_the_reactor(&state.budget, bytes, held, move |bytes, meter| {
+        manifest::parse_mod_zip(bytes, manifest_limits, meter).map_err(|e| e.on(Side::Upstream))
+    })
+    .await?;
+    planned.plan.modified = upstream
         .headers
         .get(LAST_MODIFIED)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| httpdate::parse_http_date(s).ok())
         .map(DosDateTime::from_system_time);
+    if let Some(len) = planned.known_length {
+        planned.etag = Some(archive_etag(&planned.plan, len));
+    }
     let mut headers = crate::headers::to_client(upstream.headers, http::Version::HTTP_11);
     for h in [
         CONTENT_LENGTH,
@@ -159,7 +205,7 @@ pub async fn serve_mod_zip(
     if !headers.contains_key(CONTENT_DISPOSITION) {
         headers.insert(CONTENT_DISPOSITION, content_disposition("download.zip"));
     }
-    respond(state, plan, request_headers, headers).await
+    respond(state, planned, request_headers, headers)
 }
 
 fn limits(state: &AppState) -> ManifestLimits {
@@ -186,9 +232,9 @@ fn archive_config(state: &AppState) -> ArchiveConfig {
     }
 }
 
-async fn respond(
+fn respond(
     state: &Arc<AppState>,
-    plan: ArchivePlan,
+    planned: Planned,
     request_headers: &HeaderMap,
     mut headers: HeaderMap,
 ) -> Result<Response<Body>> {
@@ -202,26 +248,24 @@ async fn respond(
             ),
         )
     };
+    let Planned {
+        plan,
+        known_length,
+        etag,
+        held: plan_reservation,
+    } = planned;
     if plan.declared_bytes() > config.max_archive_bytes {
         return Err(too_large());
     }
-    let plan_bytes = PLAN_BYTES_PER_ENTRY * plan.entries.len() as u64
-        + plan
-            .entries
-            .iter()
-            .map(|e| (e.name.len() + e.source.describe().len()) as u64)
-            .sum::<u64>();
-    let plan_reservation = state.budget.reserve(plan_bytes).await?;
 
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/zip"));
     let mut status = StatusCode::OK;
     let mut range = None;
-    match archive::known_length(&plan) {
-        Some(len) => {
+    match (known_length, etag) {
+        (Some(len), Some(etag)) => {
             if len > config.max_archive_bytes {
                 return Err(too_large());
             }
-            let etag = archive_etag(&plan, len);
             headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             if let Ok(v) = HeaderValue::from_str(&etag) {
                 headers.insert(ETAG, v);
@@ -254,7 +298,7 @@ async fn respond(
             };
             insert(&mut headers, CONTENT_LENGTH, body_len.to_string());
         }
-        None => {
+        _ => {
             headers.insert(ACCEPT_RANGES, HeaderValue::from_static("none"));
         }
     }

@@ -79,14 +79,14 @@ impl FetchJob {
                 } => {
                     if last_group == Some(*group) {
                         if let Some(FetchJob::Processed { variants, .. }) = jobs.last_mut() {
-                            variants.push(variant.clone());
+                            variants.push(VariantSpec::clone(variant));
                             continue;
                         }
                     }
                     last_group = Some(*group);
                     jobs.push(FetchJob::Processed {
                         path_and_query: path_and_query.clone(),
-                        variants: vec![variant.clone()],
+                        variants: vec![VariantSpec::clone(variant)],
                     });
                 }
             }
@@ -140,6 +140,8 @@ pub struct EntryScheduler {
     config: SchedulerConfig,
     jobs: std::vec::IntoIter<FetchJob>,
     queue: VecDeque<oneshot::Receiver<Result<OpenedEntry>>>,
+    /// Fires when the last processed job started holds its memory (or ended).
+    gate: Option<oneshot::Receiver<()>>,
     tasks: JoinSet<()>,
 }
 
@@ -158,6 +160,7 @@ impl EntryScheduler {
             config,
             jobs: jobs.into_iter(),
             queue: VecDeque::new(),
+            gate: None,
             tasks: JoinSet::new(),
         }
     }
@@ -166,8 +169,40 @@ impl EntryScheduler {
     /// all jobs were handed out.
     pub async fn next(&mut self) -> Option<Result<OpenedEntry>> {
         while self.tasks.try_join_next().is_some() {}
-        while self.queue.len() < self.config.prefetch.max(1) {
-            let Some(job) = self.jobs.next() else { break };
+        let prefetch = self.config.prefetch.max(1);
+        self.fill(prefetch);
+        let mut head = self.queue.pop_front()?;
+        let ended = |_| Err(Error::internal("entry fetch task ended"));
+        loop {
+            let Some(gate) = self.gate.as_mut() else {
+                return Some(head.await.unwrap_or_else(ended));
+            };
+            // While the head is awaited, a processed job that gets its
+            // memory lets prefetching go on behind it.
+            tokio::select! {
+                opened = &mut head => return Some(opened.unwrap_or_else(ended)),
+                _ = gate => {
+                    self.gate = None;
+                    self.fill(prefetch - 1);
+                }
+            }
+        }
+    }
+
+    /// Start jobs until `limit` entries are queued, but none past a
+    /// processed job that does not hold its memory yet. That job may wait
+    /// for budget; the entries it waits with are then only those ahead of
+    /// it, which drain whatever happens to it, never prefetch buffers of
+    /// its own download held behind it (hold-and-wait across downloads).
+    fn fill(&mut self, limit: usize) {
+        while self.queue.len() < limit {
+            if let Some(gate) = self.gate.as_mut() {
+                match gate.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => return,
+                    _ => self.gate = None,
+                }
+            }
+            let Some(job) = self.jobs.next() else { return };
             match job {
                 FetchJob::Origin {
                     path_and_query,
@@ -192,22 +227,19 @@ impl EntryScheduler {
                         self.queue.push_back(rx);
                         senders.push(tx);
                     }
+                    let (reserved, gate) = oneshot::channel();
+                    self.gate = Some(gate);
                     self.tasks.spawn(process(
                         self.image.clone(),
                         self.origin.clone(),
-                        self.budget.clone(),
                         path_and_query,
                         variants,
                         senders,
+                        reserved,
                     ));
                 }
             }
         }
-        let rx = self.queue.pop_front()?;
-        Some(
-            rx.await
-                .unwrap_or_else(|_| Err(Error::internal("entry fetch task ended"))),
-        )
     }
 }
 
@@ -215,12 +247,12 @@ impl EntryScheduler {
 async fn process(
     image: Arc<ImageService>,
     origin: Origin,
-    budget: MemoryBudget,
     path: String,
     variants: Vec<VariantSpec>,
     opened: Vec<oneshot::Sender<Result<OpenedEntry>>>,
+    reserved: oneshot::Sender<()>,
 ) {
-    let outputs = match image.variants(&origin, &budget, &path, &variants).await {
+    let outputs = match image.variants(&origin, &path, &variants, reserved).await {
         Ok(o) => o,
         Err(e) => {
             for tx in opened {
