@@ -14,6 +14,7 @@
 //! connection that the origin closed while idle is retried once on a new
 //! one, as hyper does.
 
+mod decode;
 mod head;
 mod spliced;
 mod streamed;
@@ -33,6 +34,25 @@ use crate::body::{Body, IdleTimeout};
 use crate::error::{Error, Result};
 use crate::splice::ConnPipe;
 use head::{Framing, Parsed};
+
+pub(crate) use decode::{BodyDecoder, Step};
+
+/// The final head of `wire` (interim 1xx heads skipped), as the pooled
+/// client reads it: its framing and how many bytes it took. For the fuzzer
+/// ([`crate::fuzzing`]).
+pub(crate) fn fuzz_head(mut wire: &[u8]) -> Result<Option<(Framing, usize)>> {
+    let mut used = 0;
+    loop {
+        match head::parse(wire, &Method::GET)? {
+            Parsed::Partial => return Ok(None),
+            Parsed::Interim(n) => {
+                used += n;
+                wire = &wire[n..];
+            }
+            Parsed::Final(h, n) => return Ok(Some((h.framing, used + n))),
+        }
+    }
+}
 
 /// Idle connections kept per origin, and for how long.
 const MAX_IDLE: usize = 256;
