@@ -12,6 +12,8 @@
 //! - `/stall-body/{n}`: sends n bytes, then stalls forever.
 //! - `/text/{n}?ct=TYPE&encoding=gzip`: compressible text (optionally gzipped).
 //! - `/echo-headers`: the request headers, one `name: value` per line.
+//! - `/sample/{file}`: a file of the bundled `samples/` (image/jpeg).
+//! - `/b/...`: the same as `/...`, so `http://origin/b` works as a base path.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -441,7 +443,12 @@ async fn respond(
         .requests
         .push((path.clone(), req.headers().clone()));
     let q = query(&req);
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // `/b/...` serves what `/...` serves: a base path for `--origin http://host/b`.
+    let routed = path
+        .strip_prefix("/b")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(&path);
+    let segments: Vec<&str> = routed.trim_start_matches('/').split('/').collect();
     let num = |i: usize| {
         segments
             .get(i)
@@ -478,6 +485,27 @@ async fn respond(
             text(code, "origin says no")
         }
         "text" => text_response(num(1) as usize, &q),
+        "sample" => {
+            let name = segments.get(1).copied().unwrap_or("");
+            let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("samples")
+                .join(name);
+            match std::fs::read(&file) {
+                Ok(data) if !name.contains("..") => {
+                    let mut r = text(StatusCode::OK, "");
+                    let len = data.len();
+                    *r.body_mut() = Full::new(Bytes::from(data))
+                        .map_err(|never| match never {})
+                        .boxed();
+                    r.headers_mut()
+                        .insert("content-type", HeaderValue::from_static("image/jpeg"));
+                    r.headers_mut()
+                        .insert("content-length", HeaderValue::from(len));
+                    r
+                }
+                _ => text(StatusCode::NOT_FOUND, "no such sample"),
+            }
+        }
         "echo-headers" => {
             let mut out = String::new();
             for (k, v) in req.headers() {
@@ -719,4 +747,252 @@ pub async fn spliced_bytes(sluice: &Sluice) -> u64 {
         .find_map(|l| l.strip_prefix("sluice_upstream_spliced_bytes_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .expect("the spliced-bytes counter is exported") as u64
+}
+
+// ------------------------------------------------------------ probes
+
+impl Sluice {
+    /// File descriptors the process has open now.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Whether some log line contains every one of `needles`.
+    pub fn logged(&self, needles: &[&str]) -> bool {
+        self.logs()
+            .iter()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+    }
+}
+
+/// The sum of every sample of `name` on `/metrics` whose labels contain
+/// `labels` (e.g. `reason="header_timeout"`; "" for all).
+pub async fn metric(sluice: &Sluice, name: &str, labels: &str) -> f64 {
+    let text = client()
+        .get(sluice.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (metric, label_set) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest),
+                None => (series, ""),
+            };
+            (metric == name && label_set.contains(labels)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// Poll `check` every 50 ms until it holds or `within` passes; returns
+/// whether it held.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Write `request` as it is on a new connection and read until the server
+/// closes it (or `within` passes). Returns what was read, and whether the
+/// server closed the connection.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], within: Duration) -> (Vec<u8>, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (out, closed)
+}
+
+/// The status code of a raw HTTP/1 response (0 when there is none).
+pub fn raw_status(response: &[u8]) -> u16 {
+    String::from_utf8_lossy(response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+// ------------------------------------------------------------ raw origin
+
+/// An origin that misbehaves on purpose, at the byte level, which a hyper
+/// server cannot: each path answers with a canned (often broken) response.
+/// - `/conflict`: two different Content-Lengths.
+/// - `/huge-head`: response header lines without end (up to 100 MB).
+/// - `/long`: Content-Length 10, then 20 bytes.
+/// - `/garbage`: not HTTP at all.
+/// - `/redirect`: a 302 with a Location.
+/// - `/fin-early`: Content-Length 100000, 1000 bytes, then a clean close.
+/// - `/bad-chunk`: chunked, with a size line that is not hex.
+/// - `/te-and-cl`: Transfer-Encoding: chunked and a Content-Length.
+/// - anything else: 200 with `ok`.
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    /// Connections open now.
+    pub open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RawOrigin {
+    pub async fn start() -> RawOrigin {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = open.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let count = count.clone();
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => {
+                                count.fetch_sub(1, Ordering::SeqCst);
+                                return;
+                            }
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).to_string();
+                    let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let path = match path.strip_prefix("/b/") {
+                        Some(rest) => format!("/{rest}"),
+                        None => path,
+                    };
+                    let _ = match path.as_str() {
+                        "/conflict" => s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!").await,
+                        "/huge-head" => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n").await;
+                            let line = format!("x-pad: {}\r\n", "a".repeat(1000));
+                            let mut sent = 0usize;
+                            while sent < 100 << 20 {
+                                if s.write_all(line.as_bytes()).await.is_err() {
+                                    break;
+                                }
+                                sent += line.len();
+                            }
+                            Ok(())
+                        }
+                        "/long" => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n0123456789ABCDEFGHIJ").await;
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            Ok(())
+                        }
+                        "/garbage" => s.write_all(b"NOT HTTP AT ALL\r\n\r\n").await,
+                        "/redirect" => s.write_all(b"HTTP/1.1 302 Found\r\nlocation: /elsewhere\r\ncontent-length: 0\r\n\r\n").await,
+                        "/fin-early" => {
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n").await;
+                            let _ = s.write_all(&[7u8; 1000]).await;
+                            s.shutdown().await
+                        }
+                        "/bad-chunk" => s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n").await,
+                        "/te-and-cl" => s.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n5\r\nhello\r\n0\r\n\r\n").await,
+                        _ => s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await,
+                    };
+                    let _ = s.shutdown().await;
+                    count.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        RawOrigin { addr, open }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+// ------------------------------------------------------------ fd census
+
+/// What a process's file descriptors are, by kind, so a test can say
+/// which kind leaked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FdCensus {
+    /// TCP sockets whose local port is one of `ports` (client connections
+    /// and the listeners themselves).
+    pub served: usize,
+    /// Other TCP sockets (connections to origins).
+    pub outgoing: usize,
+    pub pipes: usize,
+    /// Files, eventfds, epoll, anything else.
+    pub other: usize,
+}
+
+impl FdCensus {
+    /// Count `pid`'s descriptors; `ports` are the process's listening ports.
+    pub fn of(pid: u32, ports: &[u16]) -> FdCensus {
+        let mut local_port = HashMap::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() < 10 {
+                    continue;
+                }
+                let port = f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    .unwrap_or(0);
+                local_port.insert(f[9].to_string(), port);
+            }
+        }
+        let mut c = FdCensus::default();
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            return c;
+        };
+        for entry in dir.flatten() {
+            let target = std::fs::read_link(entry.path())
+                .map(|p| p.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if let Some(inode) = target
+                .strip_prefix("socket:[")
+                .and_then(|s| s.strip_suffix(']'))
+            {
+                match local_port.get(inode) {
+                    Some(p) if ports.contains(p) => c.served += 1,
+                    Some(_) => c.outgoing += 1,
+                    None => c.other += 1,
+                }
+            } else if target.starts_with("pipe:") {
+                c.pipes += 1;
+            } else {
+                c.other += 1;
+            }
+        }
+        c
+    }
 }

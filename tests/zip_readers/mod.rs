@@ -114,6 +114,23 @@ pub fn bsdtar_stream(path: &Path) -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
+/// The bytes of entry `name`, as Python's zipfile extracts them.
+pub fn python_read(path: &Path, name: &str) -> Vec<u8> {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))")
+        .arg(path)
+        .arg(name)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "python zipfile could not read {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// All four judges; returns Python's listing.
 pub fn check_all(path: &Path) -> Vec<Listed> {
     let listed = python_list(path);
