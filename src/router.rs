@@ -54,7 +54,7 @@ pub async fn route(
         (Listener::Client, p) if state.image.matches(p) => {
             ctx.route = Route::Image;
             let image = state.image.clone();
-            image.serve(&state.origin, &state.budget, req, ctx).await
+            image.serve(&state.origin, req, ctx).await
         }
         (Listener::Client, "/zip") if req.method() == http::Method::POST => {
             ctx.route = Route::Zip;
