@@ -10,8 +10,13 @@ use std::collections::HashMap;
 
 /// Longest name component most file systems accept, in bytes.
 const MAX_COMPONENT: usize = 255;
+/// Longest extension kept when a component is shortened.
+const MAX_EXTENSION: usize = 32;
 /// Longest whole name we write (the format allows 65535).
 const MAX_NAME: usize = 4096;
+/// Room [`sanitize`] leaves below [`MAX_NAME`] for the `" (n)"` that
+/// [`Namer`] may add (n is a u64: at most 20 digits).
+const NUMBER_ROOM: usize = 24;
 
 /// Make `requested` safe: backslashes become `/`, leading `/`, drive letters
 /// and `.`/`..` components are dropped, characters Windows cannot store
@@ -19,6 +24,16 @@ const MAX_NAME: usize = 4096;
 /// are trimmed, reserved device names (`CON`, `NUL`, `COM1`…) get a `_`
 /// prefix. Returns `None` when nothing is left.
 pub fn sanitize(requested: &str) -> Option<String> {
+    sanitize_within(requested, MAX_NAME - NUMBER_ROOM)
+}
+
+/// Whether `name` is safe as it is: what [`sanitize`] or [`Namer`] may
+/// produce (components of at most 255 bytes, at most 4096 bytes in all).
+pub fn is_safe(name: &str) -> bool {
+    sanitize_within(name, MAX_NAME).as_deref() == Some(name)
+}
+
+fn sanitize_within(requested: &str, max_name: usize) -> Option<String> {
     let unified = requested.replace('\\', "/");
     let mut parts: Vec<String> = Vec::new();
     for (i, raw) in unified.split('/').enumerate() {
@@ -38,8 +53,8 @@ pub fn sanitize(requested: &str) -> Option<String> {
     if name.is_empty() {
         return None;
     }
-    if name.len() > MAX_NAME {
-        name.truncate(floor_char_boundary(&name, MAX_NAME));
+    if name.len() > max_name {
+        name.truncate(floor_char_boundary(&name, max_name));
         name = name.trim_end_matches('/').to_string();
     }
     Some(name)
@@ -63,9 +78,18 @@ fn sanitize_component(raw: &str) -> Option<String> {
         s.insert(0, '_');
     }
     if s.len() > MAX_COMPONENT {
-        let (stem, ext) = split_ext(&s);
-        let keep = MAX_COMPONENT.saturating_sub(ext.len());
-        s = format!("{}{}", &stem[..floor_char_boundary(stem, keep)], ext);
+        // Keep a real extension; a "extension" that is most of the name
+        // (`a.<250 bytes>`) is cut like the rest.
+        let (stem, ext) = match split_ext(&s) {
+            (stem, ext) if ext.len() <= MAX_EXTENSION => (stem, ext),
+            _ => (s.as_str(), ""),
+        };
+        let keep = MAX_COMPONENT - ext.len();
+        let stem = stem[..floor_char_boundary(stem, keep)].trim_end_matches(['.', ' ']);
+        s = format!("{stem}{ext}");
+        if s.is_empty() || s.chars().all(|c| c == '.') {
+            return None;
+        }
     }
     Some(s)
 }
@@ -169,7 +193,7 @@ impl Namer {
                     component = match self.renamed_dirs.get(&node) {
                         Some(r) => r.clone(),
                         None => {
-                            let r = self.numbered(parent, wanted, "", |n| n.file);
+                            let r = self.numbered(parent, wanted, "", out.len(), |n| n.file);
                             self.string_bytes += r.len() as u64;
                             self.renamed_dirs.insert(node, r.clone());
                             r
@@ -188,7 +212,7 @@ impl Namer {
         let chosen = match self.child(parent, &lower) {
             Some(node) if taken(self.nodes[node as usize]) => {
                 let (stem, ext) = split_ext(file);
-                self.numbered(parent, stem, ext, taken)
+                self.numbered(parent, stem, ext, out.len(), taken)
             }
             _ => file.to_string(),
         };
@@ -230,11 +254,26 @@ impl Namer {
 
     /// `stem (n)ext` under `parent` for the smallest n, from where the last
     /// search for the same name stopped, whose node `taken` does not refuse.
-    fn numbered(&mut self, parent: u32, stem: &str, ext: &str, taken: fn(Node) -> bool) -> String {
+    /// The stem is shortened when the number would push the component past
+    /// 255 bytes or the whole name (after `prefix_len` bytes of folders)
+    /// past 4096, as [`sanitize`] promises.
+    fn numbered(
+        &mut self,
+        parent: u32,
+        stem: &str,
+        ext: &str,
+        prefix_len: usize,
+        taken: fn(Node) -> bool,
+    ) -> String {
         let memo = (parent, format!("{stem}{ext}").to_lowercase());
         let mut n = self.next_number.get(&memo).copied().unwrap_or(1);
         loop {
-            let name = format!("{stem} ({n}){ext}");
+            let number = format!(" ({n})");
+            let room = MAX_COMPONENT
+                .min(MAX_NAME.saturating_sub(prefix_len))
+                .saturating_sub(number.len() + ext.len());
+            let stem = &stem[..floor_char_boundary(stem, room)];
+            let name = format!("{stem}{number}{ext}");
             n += 1;
             self.tries += 1;
             let free = self
@@ -317,6 +356,38 @@ mod tests {
         // A folder named like an existing file.
         assert_eq!(n.unique("f/g.jpg"), "f (1)/g.jpg");
         assert_eq!(n.unique("f/h.jpg"), "f (1)/h.jpg");
+    }
+
+    #[test]
+    fn a_long_extension_is_cut_like_the_rest() {
+        let name = format!("a.{}:300", "b".repeat(300));
+        let s = sanitize(&name).unwrap();
+        assert!(s.len() <= MAX_COMPONENT, "{}", s.len());
+        assert!(is_safe(&s));
+        let dots = format!("{}.{}", "x".repeat(254), ".".repeat(10));
+        assert!(is_safe(&sanitize(&dots).unwrap()));
+    }
+
+    #[test]
+    fn numbered_names_stay_within_the_length_limits() {
+        let mut n = Namer::new();
+        let long = format!("{}.jpg", "é".repeat(125));
+        assert_eq!(sanitize(&long).as_deref(), Some(long.as_str()));
+        for _ in 0..3 {
+            let name = n.unique(&long);
+            assert!(is_safe(&name), "{name}");
+            assert!(
+                name.len() <= MAX_COMPONENT && name.ends_with(".jpg"),
+                "{name}"
+            );
+        }
+        let deep = format!("{}/x", vec!["d"; 2047].join("/"));
+        let deep = sanitize(&deep).unwrap();
+        for _ in 0..3 {
+            let name = n.unique(&deep);
+            assert!(name.len() <= MAX_NAME, "{}", name.len());
+            assert!(is_safe(&name), "{name}");
+        }
     }
 
     #[test]
