@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -128,15 +128,58 @@ impl Admission {
                 "connection refused: 503 and close"
             );
         }
-        tokio::spawn(async move {
-            let mut stream = stream;
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                let _ = stream.write_all(REFUSAL).await;
-                let _ = stream.shutdown().await;
-            })
-            .await;
-        });
+        tokio::spawn(answer_refused(stream));
     }
+}
+
+/// The refusal's exchange, at most [`REFUSAL_TIME`] in all. The client's
+/// request head is read first (briefly): a client such as hyper's treats a
+/// response that arrives before its request as a protocol error, not as
+/// an answer. After the 503 and our FIN, the rest is read until the client
+/// closes (a lingering close, as nginx does): closing with unread bytes
+/// sends a reset, which can destroy the 503 in the client's receive queue.
+async fn answer_refused(mut stream: TcpStream) {
+    let mut buf = [0u8; 1024];
+    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+        let _ = tokio::time::timeout(HEAD_WAIT, async {
+            let mut tail = [0u8; 4];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(n) if n > 0 => {
+                        if ends_a_head(&mut tail, &buf[..n]) {
+                            break;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        })
+        .await;
+        if stream.write_all(REFUSAL).await.is_err() {
+            return;
+        }
+        let _ = stream.shutdown().await;
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// How long a refused connection is kept, and how long of that its
+/// request head may take.
+const REFUSAL_TIME: Duration = Duration::from_secs(2);
+const HEAD_WAIT: Duration = Duration::from_millis(500);
+
+/// Whether `read`, following the last four bytes seen (`tail`), completes
+/// a request head (`\r\n\r\n`); keeps `tail` up to date.
+fn ends_a_head(tail: &mut [u8; 4], read: &[u8]) -> bool {
+    for &b in read {
+        tail.rotate_left(1);
+        tail[3] = b;
+        if tail == b"\r\n\r\n" {
+            return true;
+        }
+    }
+    false
 }
 
 /// Lets one log line through per second, and counts the ones held back.
@@ -180,6 +223,16 @@ mod tests {
         let b = Admission::new(10, 1);
         let _m = b.admit(mapped).unwrap();
         assert!(b.admit("10.0.0.9".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_head_end_is_found_across_reads() {
+        let mut tail = [0u8; 4];
+        assert!(!ends_a_head(&mut tail, b"GET / HTTP/1.1\r\nHost: x\r"));
+        assert!(!ends_a_head(&mut tail, b"\n"));
+        assert!(ends_a_head(&mut tail, b"\r\n"));
+        let mut tail = [0u8; 4];
+        assert!(!ends_a_head(&mut tail, b"\r\n\n\r"));
     }
 
     #[test]
