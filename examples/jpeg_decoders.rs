@@ -6,11 +6,12 @@
 //! One process per measurement so that VmHWM is the decoder's own peak.
 //!
 //! `cargo run --release --example jpeg_decoders -- libjpeg|libjpeg-full|zune|jd FILE TARGET_WIDTH REPS`
+#![allow(clippy::unwrap_used)]
 
 use std::time::Instant;
 
 fn vm_hwm_kib() -> u64 {
-    sluice::metrics::memory::peak_resident_bytes().unwrap_or(0) / 1024
+    sluice::peak_resident_bytes().unwrap_or(0) / 1024
 }
 
 /// User+system CPU of this process in ms (jpeg-decoder without rayon starts
@@ -49,12 +50,12 @@ fn main() {
                 let (w, h) = (u32::from(i.width), u32::from(i.height));
                 let shrink = if mode == "libjpeg" {
                     let out = (u32::from(target), (u32::from(target) * h / w).max(1));
-                    sluice::image::decode::jpeg_shrink((f64::from(w), f64::from(h)), out)
+                    sluice::image_tools::jpeg_shrink((f64::from(w), f64::from(h)), out)
                 } else {
                     1
                 };
                 let never = std::sync::atomic::AtomicBool::new(false);
-                let px = sluice::image::libjpeg::decode(&data, shrink, false, (w, h), &never)
+                let px = sluice_ffi::libjpeg::decode(&data, shrink, false, (w, h), &never)
                     .expect("libjpeg decode");
                 dims = (px.width as usize, px.height as usize);
                 std::hint::black_box(px);
@@ -72,7 +73,7 @@ fn main() {
                 let i = d.info().expect("info");
                 let (w, h) = (u32::from(i.width), u32::from(i.height));
                 let out = (u32::from(target), (u32::from(target) * h / w).max(1));
-                let shrink = sluice::image::decode::jpeg_shrink((f64::from(w), f64::from(h)), out);
+                let shrink = sluice::image_tools::jpeg_shrink((f64::from(w), f64::from(h)), out);
                 let (w, h) = d
                     .scale(w.div_ceil(shrink) as u16, h.div_ceil(shrink) as u16)
                     .expect("scale");

@@ -5,19 +5,16 @@
 //! the job's estimate (what the server reserves, compressed input aside)
 //! next to the process's peak growth while processing (VmHWM), with
 //! jemalloc as in the server.
+#![allow(clippy::unwrap_used)]
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-use sluice::image::estimate::job_bytes;
-use sluice::image::geometry::plan;
-use sluice::image::options::{Options, Presets};
-use sluice::image::pipeline::{process, Defaults};
-use sluice::image::probe::probe;
+use sluice::image_tools::{job_bytes, plan, probe, process, Defaults, Options, Presets};
 
 fn vm_hwm_kib() -> u64 {
-    sluice::metrics::memory::peak_resident_bytes().unwrap_or(0) / 1024
+    sluice::peak_resident_bytes().unwrap_or(0) / 1024
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,14 +35,14 @@ fn main() -> std::process::ExitCode {
             jpeg_progressive: false,
         };
         let p = probe(&data, true)
-            .map_err(|e| e.reason.to_string())?
+            .map_err(|e| e.to_string())?
             .ok_or("no header")?;
-        let (format, _) = sluice::image::pipeline::choose_format(options.format, None, &p);
+        let (format, _) = sluice::image_tools::choose_format(options.format, None, &p);
         let estimate = job_bytes(
             &p,
             &plan(p.width, p.height, p.orientation, &options),
             format,
-            sluice::image::pipeline::effective_quality(&options, defaults),
+            sluice::image_tools::effective_quality(&options, defaults),
         );
         let base = vm_hwm_kib();
         let t = std::time::Instant::now();

@@ -16,6 +16,7 @@
 //! Writes `OUT_DIR/soak-rss.csv` (second, RSS MiB, budget in use MiB,
 //! connections open) and `OUT_DIR/soak-summary.txt` (per class: requests,
 //! errors, latency percentiles), and prints the summary.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -136,7 +137,8 @@ async fn main() {
     let mut tasks = Vec::new();
     // Well-behaved classes: (name, rate, request maker, correct statuses).
     type Maker = fn(&str, &[String], u64) -> (String, Option<String>);
-    let classes: [(&'static str, f64, Maker, fn(u16) -> bool); 4] = [
+    type Class = (&'static str, f64, Maker, fn(u16) -> bool);
+    let classes: [Class; 4] = [
         (
             "passthrough",
             80.0,
@@ -148,10 +150,7 @@ async fn main() {
             4.0,
             |b, p, n| {
                 let path = &p[n as usize % p.len()];
-                (
-                    format!("{b}/img/_/rs:fit:300:0/cb:{n}/plain{path}"),
-                    None,
-                )
+                (format!("{b}/img/_/rs:fit:300:0/cb:{n}/plain{path}"), None)
             },
             |s| s == 200,
         ),
@@ -321,7 +320,9 @@ async fn main() {
         "soak: {seconds} s against {base}; peak RSS (VmHWM) {:.1} MiB\n",
         proc_kib(pid, "VmHWM:") as f64 / 1024.0
     ));
-    summary.push_str("class                  requests  errors   p50 ms   p90 ms   p99 ms   max ms  statuses\n");
+    summary.push_str(
+        "class                  requests  errors   p50 ms   p90 ms   p99 ms   max ms  statuses\n",
+    );
     let rec = rec.lock().unwrap_or_else(|p| p.into_inner());
     for (name, c) in rec.iter() {
         let mut l = c.latencies.clone();

@@ -19,7 +19,7 @@ use tokio::io::AsyncRead;
 use tokio::time::{Instant, Sleep};
 use tokio_util::io::ReaderStream;
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// The body type of every response and origin fetch.
 pub type Body = UnsyncBoxBody<Bytes, Error>;
@@ -90,10 +90,10 @@ where
             }
             Poll::Pending => {
                 ready!(this.timer.as_mut().poll(cx));
-                Poll::Ready(Some(Err(Error::upstream_timeout(format!(
-                    "origin sent nothing for {:?}",
-                    this.idle
-                )))))
+                Poll::Ready(Some(Err(Error::new(
+                    ErrorKind::IdleTimeout,
+                    format!("origin sent nothing for {:?}", this.idle),
+                ))))
             }
         }
     }
@@ -228,6 +228,6 @@ mod tests {
             .collect()
             .await
             .expect_err("a stalled body must fail");
-        assert_eq!(err.status(), 504);
+        assert_eq!(err.kind, ErrorKind::IdleTimeout);
     }
 }

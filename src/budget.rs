@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::{Error, Kind};
+use crate::error::{Error, ErrorKind};
 
 /// Reservations are counted in KiB so that one `u32` acquisition can cover
 /// up to 4 TiB and a budget fits the semaphore's permit range.
@@ -127,7 +127,7 @@ impl MemoryBudget {
         let units = bytes.div_ceil(UNIT);
         if units > self.inner.capacity_units {
             return Err(Error::new(
-                Kind::PayloadTooLarge,
+                ErrorKind::TooLarge,
                 format!(
                     "needs {} MiB of memory, more than the whole budget of {} MiB",
                     bytes.div_ceil(1 << 20),
@@ -242,7 +242,7 @@ impl Growing {
 /// The budget has no room now for a holder that may not wait.
 pub fn budget_full() -> Error {
     Error::new(
-        Kind::Unavailable,
+        ErrorKind::BudgetFull,
         "the memory budget is full (--memory-budget); retry later",
     )
 }
@@ -323,7 +323,7 @@ mod tests {
     async fn a_reservation_over_capacity_is_refused_not_queued() {
         let budget = MemoryBudget::new(1024 * 1024);
         let err = budget.reserve(2 * 1024 * 1024).await.err().unwrap();
-        assert_eq!(err.status(), 413);
+        assert_eq!(err.kind, ErrorKind::TooLarge);
     }
 
     #[tokio::test]

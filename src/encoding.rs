@@ -32,7 +32,7 @@ use tokio_util::io::StreamReader;
 
 use crate::body::{self, Body};
 use crate::budget::{MemoryBudget, Reservation};
-use crate::error::{Error, Kind};
+use crate::error::{Error, ErrorKind};
 
 /// Bodies shorter than this are not worth compressing (the framing costs more).
 const MIN_COMPRESS_LEN: u64 = 256;
@@ -255,7 +255,7 @@ pub fn negotiate(
                                 .flatten()
                                 .ok_or_else(|| {
                                     Error::new(
-                                        Kind::Unavailable,
+                                        ErrorKind::BudgetFull,
                                         "no memory free to decode the origin's content coding; retry",
                                     )
                                 })?,
@@ -350,9 +350,9 @@ fn from_codec_error(e: io::Error) -> Error {
     match e.into_inner().map(|inner| inner.downcast::<Error>()) {
         Some(Ok(original)) => *original,
         Some(Err(other)) => {
-            Error::upstream_broken("origin sent a corrupt encoded body").with_cause(other)
+            Error::body_broken("origin sent a corrupt encoded body").with_cause(other)
         }
-        None => Error::upstream_broken("origin sent a corrupt encoded body"),
+        None => Error::body_broken("origin sent a corrupt encoded body"),
     }
 }
 

@@ -5,10 +5,10 @@
 
 use bytes::BytesMut;
 
-use crate::image::options::{Options, Presets};
-use crate::image::pipeline::{process, Defaults};
-use crate::image::probe::probe;
-use crate::image::url;
+use crate::image::codec::probe::probe;
+use crate::image::http::options::{Options, Presets};
+use crate::image::http::url;
+use crate::image::run::pipeline::{process, Defaults};
 use crate::origin::target;
 use crate::zip::manifest::{self, ArchivePlan, ManifestLimits};
 use crate::zip::names;

@@ -92,6 +92,46 @@ fn append_via(headers: &mut HeaderMap, version: Version) {
     headers.append(VIA, HeaderValue::from_static(via));
 }
 
+/// RFC 6266 / RFC 8187 `attr-char`: everything else is percent-encoded.
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `Content-Disposition: {kind}; filename="…"` (`kind` is `attachment` or
+/// `inline`), plus `filename*=UTF-8''…` (RFC 8187) for names that are not
+/// plain printable ASCII; the ASCII fallback has `_` in their place.
+pub fn content_disposition(kind: &str, name: &str) -> HeaderValue {
+    let ascii: String = name
+        .chars()
+        .map(|c| {
+            if (c.is_ascii_graphic() || c == ' ') && c != '"' && c != '\\' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let value = if ascii == name {
+        format!("{kind}; filename=\"{ascii}\"")
+    } else {
+        format!(
+            "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{}",
+            percent_encoding::utf8_percent_encode(name, ATTR_CHAR)
+        )
+    };
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +148,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn content_disposition_has_an_ascii_fallback_and_utf8_name() {
+        assert_eq!(
+            content_disposition("attachment", "photos.zip"),
+            "attachment; filename=\"photos.zip\""
+        );
+        assert_eq!(
+            content_disposition("attachment", "Fotos März.zip"),
+            "attachment; filename=\"Fotos M_rz.zip\"; filename*=UTF-8''Fotos%20M%C3%A4rz.zip"
+        );
+        assert_eq!(
+            content_disposition("inline", "a\"b.jpg"),
+            "inline; filename=\"a_b.jpg\"; filename*=UTF-8''a%22b.jpg"
+        );
     }
 
     #[test]

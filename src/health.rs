@@ -6,17 +6,31 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::body::{self, Body};
+use crate::context::RequestContext;
+use crate::error::Result;
+use crate::service::{ClientRequest, Service};
 use crate::shutdown::Shutdown;
 
-pub fn live() -> Response<Body> {
-    plain(StatusCode::OK, "ok\n")
+/// `/healthz` and `/readyz`, on both listeners.
+pub struct HealthService {
+    shutdown: Shutdown,
 }
 
-pub fn ready(shutdown: &Shutdown) -> Response<Body> {
-    if shutdown.is_draining() {
-        plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
-    } else {
-        plain(StatusCode::OK, "ready\n")
+impl HealthService {
+    pub fn new(shutdown: Shutdown) -> Self {
+        HealthService { shutdown }
+    }
+}
+
+impl Service for HealthService {
+    async fn serve(&self, req: ClientRequest, _ctx: &mut RequestContext) -> Result<Response<Body>> {
+        Ok(match req.uri().path() {
+            "/readyz" if self.shutdown.is_draining() => {
+                plain(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+            }
+            "/readyz" => plain(StatusCode::OK, "ready\n"),
+            _ => plain(StatusCode::OK, "ok\n"),
+        })
     }
 }
 

@@ -1,58 +1,125 @@
 //! sluice: a streaming reverse proxy for image origins.
 //!
-//! Data flows one way: an [`origin`] produces a response whose body is a
-//! stream, a transform ([`encoding`]) may rewrite it chunk by chunk, and a
-//! sink (the client connection in [`server`]) consumes it. No route holds a
-//! whole body in memory.
+//! Data flows one way: an origin ([`origin`]) produces a response whose
+//! body is a stream, a transform (content coding, an image job, a zip
+//! writer) reshapes it chunk by chunk, and a sink (the client connection)
+//! consumes it. No route holds a whole body in memory; every byte held
+//! beyond a streaming chunk is counted in one memory budget ([`budget`]).
 //!
-//! Errors: there is one error type, [`error::Error`]. It records which side
-//! a failure came from (upstream, downstream, internal) and what kind it is,
-//! which is what a proxy needs to choose between 502, 504 and a 4xx, or to
-//! abort a response that has already started. `anyhow` is not used; the
-//! binary only prints start-up errors.
-// No unsafe code, except the one module that calls libwebp's C API
-// (`image::webp_lossy`), which allows it for itself.
-#![deny(unsafe_code)]
+//! The modules form layers; each imports only from its own layer or those
+//! below it (`tests/layers.rs` checks this on every test run):
+//!
+//! 0. `metrics`: the registry; imports nothing of sluice.
+//! 1. foundation: `error`, `body`, `budget`, `context`, `service`,
+//!    `headers`, `conditional`, `upload`, `shutdown`.
+//! 2. transport and transforms: `origin`, `splice`, `encoding`.
+//! 3. features: `health`, `image`, `zip` (which uses `image`),
+//!    `passthrough` (which hands mod_zip manifests to `zip`).
+//! 4. serving: `admin` (metrics and profiling endpoints), `server`.
+//! 5. configuration and the binary's commands: `config`, `commands`,
+//!    `logging`, and [`run`] here.
+//!
+//! Errors: there is one error type, [`Error`]; see [`error`] for why it
+//! records a cause, a side and a retry decision, and never a status.
+//! `anyhow` is not used; the binary only prints start-up errors.
+//!
+//! Unsafe code: none in this crate. Every call into C and every jemalloc
+//! control lives in the `sluice-ffi` crate (`ffi/`), behind safe functions.
+#![forbid(unsafe_code)]
 
-pub mod access_log;
-pub mod body;
-pub mod budget;
-pub mod conditional;
-pub mod config;
-pub mod encoding;
-pub mod error;
+mod admin;
+mod body;
+mod budget;
+mod commands;
+mod conditional;
+mod config;
+mod context;
+mod encoding;
+mod error;
+mod headers;
+mod health;
+mod image;
+mod logging;
+mod metrics;
+mod origin;
+mod passthrough;
+mod server;
+mod service;
+mod shutdown;
+mod splice;
+mod upload;
+mod zip;
+
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod headers;
-pub mod health;
-pub mod health_probe;
-pub mod image;
-pub mod logging;
-pub mod metrics;
-pub mod origin;
-pub mod passthrough;
-pub mod profiling;
-pub mod router;
-pub mod server;
-pub mod shutdown;
-pub mod splice;
-pub mod upload;
-pub mod zip;
 
-pub use config::{Cli, Config};
-pub use error::{Error, Result};
+pub use commands::{health_probe, sign};
+pub use config::{Cli, Command, Config, LogFormat, Settings};
+pub use error::{Error, ErrorKind, Result};
+pub use logging::init as init_logging;
+pub use metrics::memory::peak_resident_bytes;
 
-/// Run the server with `config` until SIGTERM/SIGINT, then drain.
-pub async fn run(config: Config) -> std::result::Result<(), String> {
+/// The zip writer and entry naming, for the tests that judge archives with
+/// readers nobody here wrote.
+pub mod zip_format {
+    pub use crate::zip::names::{is_safe, sanitize, Namer};
+    pub use crate::zip::writer::{
+        known_archive_len, DosDateTime, EntrySpec, Method, Sizes, ZipWriter,
+    };
+}
+
+/// The image codecs, planning and pipeline, for `examples/` and the fuzz
+/// targets, which measure and exercise them outside the server.
+pub mod image_tools {
+    pub use crate::image::codec::probe::probe;
+    pub use crate::image::codec::{CodecError, Probe};
+    pub use crate::image::http::options::{Options, Presets};
+    pub use crate::image::plan::estimate::job_bytes;
+    pub use crate::image::plan::geometry::plan;
+    pub use crate::image::plan::shrink::jpeg_shrink;
+    pub use crate::image::run::pipeline::{choose_format, effective_quality, process, Defaults};
+}
+
+/// Build everything from `settings` and serve until SIGTERM/SIGINT, then
+/// drain. Errors are start-up errors meant for a human.
+pub async fn run(settings: Settings) -> std::result::Result<(), String> {
+    // 1. The memory budget and the origin every feature fetches from.
+    let budget = budget::MemoryBudget::new(settings.memory_budget);
+    let origin = origin::Origin::new(&settings.origin)?;
+    tracing::info!(origin = %origin.describe(), "origin configured");
+    // 2. The features, each from its own settings; zip uses image's job
+    //    machinery, pass-through hands mod_zip manifests to zip.
+    let image =
+        image::ImageService::new(&settings.image, origin.clone(), &settings.origin, &budget)?;
+    let zip = zip::ZipService::new(
+        settings.zip,
+        origin.clone(),
+        budget.clone(),
+        image.processor(),
+        image.presets().clone(),
+    );
+    let passthrough = passthrough::PassthroughService::new(origin, budget.clone(), zip.clone());
     let shutdown = shutdown::Shutdown::new();
-    let server = server::Server::bind(&config, shutdown.clone()).await?;
-    match profiling::heap::availability() {
-        Ok(()) if config.debug_token.is_some() => {
+    // 3. The admin endpoints.
+    let profiling_ready = settings.debug_token.is_some();
+    let router = server::Router {
+        health: health::HealthService::new(shutdown.clone()),
+        passthrough,
+        image,
+        zip,
+        metrics: admin::MetricsService::new(budget),
+        profiling: admin::ProfilingService::new(settings.debug_token),
+    };
+    // 4. The listeners.
+    let server = server::Server::bind(settings.server, router, shutdown.clone()).await?;
+    match admin::profiling::heap::availability() {
+        Ok(()) if profiling_ready => {
             tracing::info!("heap profiling available, inactive (POST /debug/pprof/heap/activate)")
         }
         Ok(()) => tracing::info!("heap profiling available; set --debug-token to reach it"),
         Err(why) => tracing::info!(why, "heap profiling not available"),
     }
+    // 5. Serve until a signal starts the drain (see `shutdown`).
     let trigger = shutdown.clone();
     tokio::spawn(async move {
         shutdown::wait_for_signal().await;

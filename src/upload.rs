@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use crate::budget::{Growing, MemoryBudget, Reservation};
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 /// Time before the minimum rate is enforced (a TCP slow start, a client
 /// that sends its head first and its body a moment later).
@@ -94,7 +94,7 @@ where
         data.extend_from_slice(&chunk);
     }
     if declared.is_some_and(|n| n != data.len() as u64) {
-        return Err(Error::bad_request(
+        return Err(Error::invalid_request(
             "request body is shorter than its Content-Length",
         ));
     }
@@ -127,7 +127,7 @@ fn too_slow(started: Instant, received: u64, pace: Pace) -> Error {
             elapsed.as_secs_f64()
         )
     };
-    Error::new(Kind::RequestTimeout, reason)
+    Error::new(ErrorKind::BodyTimeout, reason)
 }
 
 /// A client's body failed: a malformed chunked encoding is the client's
@@ -141,13 +141,13 @@ pub fn client_body_error(e: hyper::Error) -> Error {
                 io.kind(),
                 std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
             ) {
-                return Error::bad_request("malformed request body (chunked encoding)")
+                return Error::invalid_request("malformed request body (chunked encoding)")
                     .with_cause(e);
             }
         }
         cause = c.source();
     }
-    Error::new(Kind::ClientGone, "could not read the request body").with_cause(e)
+    Error::new(ErrorKind::ClientGone, "could not read the request body").with_cause(e)
 }
 
 #[cfg(test)]
@@ -184,7 +184,7 @@ mod tests {
     };
 
     fn big() -> Error {
-        Error::new(Kind::PayloadTooLarge, "big")
+        Error::new(ErrorKind::TooLarge, "big")
     }
 
     #[tokio::test]
@@ -222,7 +222,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.status(), 408);
+        assert_eq!(err.kind, ErrorKind::BodyTimeout);
         assert!(err.reason.contains("--min-body-rate"), "{}", err.reason);
         assert_eq!(started.elapsed().as_secs(), 5);
         assert_eq!(budget.in_use_bytes(), 0);
@@ -253,14 +253,14 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.status(), 413);
+        assert_eq!(err.kind, ErrorKind::TooLarge);
         // No declared length and no room: 503 at once, not a wait.
         let tiny = MemoryBudget::new(64 * 1024);
         let _full = tiny.reserve(64 * 1024).await.unwrap();
         let err = read(body(vec![b"abc"], false), None, LIMITS, &tiny, big, |e| e)
             .await
             .unwrap_err();
-        assert_eq!(err.status(), 503);
+        assert_eq!(err.kind, ErrorKind::BudgetFull);
         let err = read(
             body(vec![b"abc"], false),
             Some(5),
@@ -271,6 +271,6 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.status(), 400);
+        assert_eq!(err.kind, ErrorKind::InvalidRequest);
     }
 }

@@ -1,5 +1,6 @@
 //! On-the-fly content coding of pass-through responses, decoded by the real
 //! decoders of a client (async-compression's, the same family browsers use).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The directory origin: HTTP semantics on local files, and no way out of
 //! the root (`..`, percent-encoded forms, symlinks).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

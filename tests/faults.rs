@@ -15,6 +15,7 @@
 //! Each scenario also checks its own outcome: completed downloads are
 //! byte-exact (pattern bodies, zips judged by Python's zipfile), failed
 //! ones visibly failed (an error status, or a transfer that aborts).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 mod zip_readers;

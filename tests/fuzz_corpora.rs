@@ -3,6 +3,7 @@
 //! (`sluice::fuzzing`), as an ordinary test: a finding that was fixed stays
 //! fixed, and the corpora keep working as the code changes. The fuzzers
 //! themselves run in `.ci/fuzz`, where cargo-fuzz can run.
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 

@@ -1,6 +1,7 @@
 //! Regression tests for the defects a hostile-traffic run found (issue 12),
 //! one or more per defect, each against the real binary and a real origin.
 //! Each fails on the code before its fix.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

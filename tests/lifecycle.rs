@@ -1,4 +1,5 @@
 //! Health, readiness, graceful shutdown and the access log, on the real binary.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

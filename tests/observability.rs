@@ -5,8 +5,9 @@
 //! reads with symbols.
 //!
 //! Needs Python's `prometheus_client` (Debian: python3-prometheus-client)
-//! and Go (Debian: golang-go); see docs/ci-obs.txt. Missing tools fail the
+//! and Go (Debian: golang-go); see docs/development.md. Missing tools fail the
 //! tests with a message saying what to install.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -533,7 +534,7 @@ async fn a_heap_profile_from_a_running_server_reads_in_go_tool_pprof() {
     let path = temp_path("heap.pb.gz");
     std::fs::write(&path, &profile).unwrap();
 
-    // As the README does it: the binary, then the profile.
+    // As docs/profiling.md does it: the binary, then the profile.
     let out = Command::new(go)
         .args(["tool", "pprof", "-top"])
         .arg(env!("CARGO_BIN_EXE_sluice"))

@@ -1,5 +1,6 @@
 //! Pass-through against a real HTTP origin on loopback: streaming, memory,
 //! headers, Range/304, and every failure mode of the origin and the client.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

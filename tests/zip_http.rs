@@ -1,6 +1,7 @@
 //! `POST /zip` and the mod_zip hand-off, end to end: the real binary, a real
 //! origin on loopback, a real HTTP client, and archives judged by Python
 //! zipfile, `unzip -t`, `7z t` and streaming bsdtar.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 mod zip_origin;

@@ -1,11 +1,13 @@
 //! The zip writer, driven directly (no server), judged by Python zipfile,
 //! `unzip -t`, `7z t` and streaming bsdtar.
+#![allow(clippy::unwrap_used)]
 
 mod zip_readers;
 
 use bytes::Bytes;
-use sluice::zip::names::{sanitize, Namer};
-use sluice::zip::writer::{known_archive_len, DosDateTime, EntrySpec, Method, Sizes, ZipWriter};
+use sluice::zip_format::{
+    known_archive_len, sanitize, DosDateTime, EntrySpec, Method, Namer, Sizes, ZipWriter,
+};
 use zip_readers::{check_all, temp_file};
 
 /// A deterministic, poorly compressible byte stream (xorshift).

@@ -1,46 +1,44 @@
-//! Recompression: imgproxy-compatible processing URLs (issue 4).
+//! Recompression: imgproxy-compatible processing URLs, by stage, each
+//! stage importing only those before it:
+//!
+//! - [`codec`]: bytes ▶ header, metadata, pixels, and back (no sluice
+//!   imports at all);
+//! - [`plan`]: what to make and what it will cost, from the header alone;
+//! - [`run`]: counted input, the worker pool, the pipeline, coalescing;
+//! - [`http`]: the `/img` route, its URL grammar, signatures and ETags.
 //!
 //! origin ▶ bounded compressed input ▶ worker pool (probe ▶ decode ▶ resize
 //! ▶ encode) ▶ client. Every buffer is reserved from the one memory budget
 //! before it exists.
 
-pub mod config;
-pub mod options;
-pub mod signature;
-pub mod url;
+pub mod codec;
+pub mod http;
+pub mod plan;
+pub mod run;
 
-/// `sluice sign PATH`: print `/{signature}{PATH}`.
-pub fn sign_command(args: &crate::config::SignArgs) -> std::process::ExitCode {
-    let s = &args.signing;
-    let signer = match signature::Signer::new(&s.keys, &s.salts, s.signature_size) {
-        Ok(signer) => signer,
-        Err(e) => {
-            eprintln!("sluice sign: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let path = if args.path.starts_with('/') {
-        args.path.clone()
-    } else {
-        format!("/{}", args.path)
-    };
-    let signature = signer.sign(&path).unwrap_or_else(|| "insecure".to_string());
-    println!("/{signature}{path}");
-    std::process::ExitCode::SUCCESS
+use std::time::Duration;
+
+pub use http::service::ImageService;
+
+/// Signing keys (`--key`, `--salt`, `--signature-size`).
+#[derive(Debug, Clone, Default)]
+pub struct SigningSettings {
+    pub keys: Vec<String>,
+    pub salts: Vec<String>,
+    pub signature_size: usize,
 }
-pub mod coalesce;
-pub mod decode;
-pub mod encode;
-pub mod estimate;
-pub mod etag;
-pub mod geometry;
-pub mod input;
-pub mod libjpeg;
-pub mod pipeline;
-pub mod probe;
-pub mod resize;
-pub mod service;
-pub mod variants;
-pub mod webp_lossy;
-pub mod worker_arena;
-pub mod workers;
+
+/// Everything the `/img` route is built from.
+#[derive(Debug, Clone)]
+pub struct ImageSettings {
+    /// Path prefix of processing URLs (`--img-prefix`).
+    pub prefix: String,
+    pub signing: SigningSettings,
+    /// `--allowed-source` URL prefixes.
+    pub allowed_sources: Vec<String>,
+    /// `--preset name=options` definitions.
+    pub presets: Vec<String>,
+    /// `Cache-Control: max-age` of results (`--ttl`).
+    pub ttl: Duration,
+    pub processor: run::ProcessorSettings,
+}

@@ -1,6 +1,6 @@
 //! Client-facing HTTP metrics: requests by route and status, how long they
 //! took until the last byte, bytes sent, responses that did not complete,
-//! and requests in flight. Recorded by [`crate::access_log`] when a
+//! and requests in flight. Recorded by the request context when a
 //! response body ends, so the numbers match the access log line.
 
 use std::sync::LazyLock;
@@ -12,8 +12,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::body::Outcome;
 
 /// Which handler answered a request (the `route` label).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -127,13 +125,15 @@ pub fn request_started() -> InFlight {
     InFlight(())
 }
 
-/// A response ended: `bytes` body bytes were sent in `duration`.
+/// A response ended: `bytes` body bytes were sent in `duration`;
+/// `incomplete` says how it ended if not normally (`aborted`: sluice cut
+/// the transfer after an error, `client_gone`).
 pub fn request_finished(
     route: Route,
     status: u16,
     bytes: u64,
     duration: Duration,
-    outcome: Outcome,
+    incomplete: Option<&'static str>,
 ) {
     let route = route.as_str();
     M.requests
@@ -144,10 +144,8 @@ pub fn request_finished(
         .get_or_create(&label)
         .observe(duration.as_secs_f64());
     M.sent_bytes.get_or_create(&label).inc_by(bytes);
-    let outcome = match outcome {
-        Outcome::Complete => return,
-        Outcome::Failed => "aborted",
-        Outcome::Dropped => "client_gone",
+    let Some(outcome) = incomplete else {
+        return;
     };
     M.incomplete
         .get_or_create(&RouteOutcome { route, outcome })

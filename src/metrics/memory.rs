@@ -11,8 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::budget::MemoryBudget;
-
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct VersionLabel {
     version: &'static str,
@@ -140,15 +138,24 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Read every gauge of this module from its source.
-pub(super) fn refresh(budget: &MemoryBudget) {
-    M.budget_in_use.set(to_i64(budget.in_use_bytes()));
-    M.budget_capacity.set(to_i64(budget.capacity_bytes()));
-    M.budget_waiters.set(to_i64(budget.waiters() as u64));
+/// The memory budget's state at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct BudgetState {
+    pub capacity_bytes: u64,
+    pub in_use_bytes: u64,
+    pub waiters: u64,
+}
+
+/// Set every gauge of this module: the budget's and the heap profiler's
+/// from the caller, the allocator's and the process's read here.
+pub fn refresh(budget: BudgetState, heap_profiling_active: bool) {
+    M.budget_in_use.set(to_i64(budget.in_use_bytes));
+    M.budget_capacity.set(to_i64(budget.capacity_bytes));
+    M.budget_waiters.set(to_i64(budget.waiters));
     refresh_allocator();
     refresh_process();
     M.heap_profiling_active
-        .set(i64::from(crate::profiling::heap::is_active()));
+        .set(i64::from(heap_profiling_active));
 }
 
 #[cfg(feature = "jemalloc")]
@@ -250,13 +257,15 @@ mod tests {
 
     #[test]
     fn budget_gauges_follow_the_budget() {
-        let budget = MemoryBudget::new(8 << 20);
-        let held = budget.try_reserve(3 << 20).unwrap().unwrap();
-        refresh(&budget);
+        let state = |in_use| BudgetState {
+            capacity_bytes: 8 << 20,
+            in_use_bytes: in_use,
+            waiters: 0,
+        };
+        refresh(state(3 << 20), false);
         assert_eq!(M.budget_in_use.get(), 3 << 20);
         assert_eq!(M.budget_capacity.get(), 8 << 20);
-        drop(held);
-        refresh(&budget);
+        refresh(state(0), false);
         assert_eq!(M.budget_in_use.get(), 0);
         assert!(
             M.process_resident.get() > 0,

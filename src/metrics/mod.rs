@@ -1,10 +1,16 @@
-//! Prometheus metrics: the one process-wide registry and `GET /metrics`.
+//! Prometheus metrics: the one process-wide registry, and the named
+//! functions and guards that record into it. The `/metrics` endpoint that
+//! renders it belongs to the admin listener (`crate::admin`).
+//!
+//! This module imports nothing of sluice: callers pass plain values
+//! (statuses, `&'static str` labels such as an error kind's), so every
+//! layer may record metrics and metrics depend on no layer.
 //!
 //! Every metric is named `sluice_<area>_<what>[_<unit>][_total]` in base
 //! units (seconds, bytes). Each area has a small module of named functions
 //! or guards that the code doing the work calls ([`http`], [`upstream`],
 //! [`zip`], [`processing`]); gauges that mirror state owned elsewhere
-//! (memory budget, allocator, process) are read at scrape time
+//! (memory budget, allocator, process) are set at scrape time
 //! ([`memory`]). Metrics are global, like a logger: a request handler
 //! records an event without carrying a handle through every layer.
 //!
@@ -22,15 +28,13 @@ pub mod zip;
 
 use std::sync::LazyLock;
 
-use ::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
-use ::http::{HeaderMap, HeaderValue, Method, Response};
 use prometheus_client::encoding::{prometheus_text, text as openmetrics_text};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::exponential_buckets;
 use prometheus_client::registry::Registry;
 
-use crate::body::{self, Body};
-use crate::budget::MemoryBudget;
-use crate::error::{Error, Kind};
+/// Requests to `/debug/` endpoints refused for a missing or wrong token.
+static DEBUG_AUTH_FAILURES: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     let mut registry = Registry::with_prefix("sluice");
@@ -43,80 +47,37 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     registry.register(
         "debug_auth_failures",
         "Requests to /debug/ endpoints refused for a missing or wrong bearer token",
-        crate::profiling::AUTH_FAILURES.clone(),
+        DEBUG_AUTH_FAILURES.clone(),
     );
     registry
 });
 
-/// The `Content-Type` of the OpenMetrics text format, which Prometheus asks
-/// for first in its `Accept` header.
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// `GET /metrics`: refresh the gauges read at scrape time, then encode.
-/// OpenMetrics when the scraper asks for it (Prometheus does), the classic
-/// text format (version 0.0.4) otherwise (curl, older tools).
-pub fn serve(
-    method: &Method,
-    request_headers: &HeaderMap,
-    budget: &MemoryBudget,
-) -> Result<Response<Body>, Error> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(Error::new(Kind::MethodNotAllowed, "use GET for /metrics"));
-    }
-    memory::refresh(budget);
-    let openmetrics = request_headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
-    let (text, content_type) = render(openmetrics)?;
-    let mut response = Response::new(body::full(text));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+/// A request to a `/debug/` endpoint was refused.
+pub fn debug_auth_failed() {
+    DEBUG_AUTH_FAILURES.inc();
 }
 
-/// Encode every metric; returns the text and its content type.
-pub fn render(openmetrics: bool) -> Result<(String, &'static str), Error> {
+/// The `Content-Type` of the OpenMetrics text format, which Prometheus asks
+/// for first in its `Accept` header.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Encode every metric: OpenMetrics, or the classic Prometheus text
+/// format (version 0.0.4). Returns the text and its content type.
+pub fn render(openmetrics: bool) -> Result<(String, &'static str), std::fmt::Error> {
     let mut text = String::with_capacity(16 * 1024);
-    let encoded = if openmetrics {
-        openmetrics_text::encode(&mut text, &REGISTRY).map(|()| OPENMETRICS_CONTENT_TYPE)
+    if openmetrics {
+        openmetrics_text::encode(&mut text, &REGISTRY)?;
+        Ok((text, OPENMETRICS_CONTENT_TYPE))
     } else {
-        prometheus_text::encode(&mut text, &REGISTRY).map(|()| prometheus_text::CONTENT_TYPE)
-    };
-    let content_type =
-        encoded.map_err(|e| Error::internal("could not encode metrics").with_cause(e))?;
-    Ok((text, content_type))
+        prometheus_text::encode(&mut text, &REGISTRY)?;
+        Ok((text, prometheus_text::CONTENT_TYPE))
+    }
 }
 
 /// Buckets for durations from 1 ms to about 65 s, doubling.
 fn duration_buckets() -> impl Iterator<Item = f64> {
     exponential_buckets(0.001, 2.0, 17)
-}
-
-/// A short, stable label value for an error kind (`kind="upstream_timeout"`).
-pub fn kind_label(kind: Kind) -> &'static str {
-    match kind {
-        Kind::UpstreamUnavailable => "upstream_unavailable",
-        Kind::UpstreamTimeout => "upstream_timeout",
-        Kind::UpstreamBroken => "upstream_broken",
-        Kind::UpstreamStatus(_) => "upstream_status",
-        Kind::BadRequest => "bad_request",
-        Kind::Forbidden => "forbidden",
-        Kind::NotFound => "not_found",
-        Kind::MethodNotAllowed => "method_not_allowed",
-        Kind::RangeNotSatisfiable => "range_not_satisfiable",
-        Kind::PayloadTooLarge => "payload_too_large",
-        Kind::RequestTimeout => "request_timeout",
-        Kind::UriTooLong => "uri_too_long",
-        Kind::HeadersTooLarge => "headers_too_large",
-        Kind::Unprocessable => "unprocessable",
-        Kind::TooManyRequests => "too_many_requests",
-        Kind::Unavailable => "unavailable",
-        Kind::ClientGone => "client_gone",
-        Kind::Internal => "internal",
-    }
 }
 
 #[cfg(test)]
@@ -130,7 +91,7 @@ mod tests {
             200,
             10,
             std::time::Duration::from_millis(3),
-            crate::body::Outcome::Complete,
+            None,
         );
         let (classic, ct) = render(false).unwrap();
         assert!(ct.starts_with("text/plain; version=0.0.4"));

@@ -6,7 +6,7 @@
 //! // ... wait for a worker ...
 //! let running = queued.started();                 // queue wait observed; in progress +1
 //! // ... decode, resize, encode ...
-//! running.succeeded();                            // or running.failed(&error)
+//! running.succeeded();                            // or running.failed(error.kind.as_str())
 //! metrics::processing::rejected();                // the queue was full (429)
 //! // dropping a QueuedJob or RunningJob counts it as outcome="cancelled"
 //! ```
@@ -20,8 +20,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::error::Error;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -146,12 +144,9 @@ impl RunningJob {
         self.end("ok");
     }
 
-    pub fn failed(mut self, error: &Error) {
-        M.errors
-            .get_or_create(&KindLabel {
-                kind: super::kind_label(error.kind),
-            })
-            .inc();
+    /// The job failed; `kind` is the error's kind label.
+    pub fn failed(mut self, kind: &'static str) {
+        M.errors.get_or_create(&KindLabel { kind }).inc();
         self.end("failed");
     }
 

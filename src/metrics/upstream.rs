@@ -1,28 +1,17 @@
-//! Origin-side metrics, recorded for every fetch through
-//! [`crate::origin::Origin::fetch`] (pass-through, zip entries and image
-//! sources alike): responses by status, failures by kind, time to headers
-//! and to the end of the body, body bytes received, and bodies streaming
-//! right now.
+//! Origin-side metrics, recorded by the origin layer for every fetch
+//! (pass-through, zip entries and image sources alike): responses by
+//! status, failures by kind, time to headers and to the end of the body,
+//! body bytes received, and bodies streaming right now.
 
-use std::pin::Pin;
 use std::sync::LazyLock;
-use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::StatusCode;
-use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::body::Body;
-use crate::error::{Error, Result};
-use crate::origin::OriginResponse;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StatusLabel {
@@ -96,29 +85,16 @@ pub(super) fn register(r: &mut Registry) {
     );
 }
 
-/// Record the outcome of one origin fetch that started at `asked`, and
-/// wrap a successful response's body so that its bytes and end are counted.
-pub fn observe_fetch(asked: Instant, fetched: Result<OriginResponse>) -> Result<OriginResponse> {
-    observe_head(asked, fetched.as_ref().map(|r| r.status));
-    let mut response = fetched?;
-    let body = std::mem::replace(&mut response.body, crate::body::empty());
-    response.body = count_body(body, asked);
-    Ok(response)
-}
-
-/// Record how a fetch that started at `asked` got its response head, or failed.
-pub fn observe_head(asked: Instant, outcome: std::result::Result<StatusCode, &Error>) {
+/// Record how a fetch that started at `asked` got its response head
+/// (`Ok(status)`), or failed before it (`Err(kind)`).
+pub fn observe_head(asked: Instant, outcome: Result<u16, &'static str>) {
     M.header_duration.observe(asked.elapsed().as_secs_f64());
     match outcome {
         Ok(status) => {
-            M.responses
-                .get_or_create(&StatusLabel {
-                    status: status.as_u16(),
-                })
-                .inc();
+            M.responses.get_or_create(&StatusLabel { status }).inc();
         }
-        Err(e) => {
-            count_error(e);
+        Err(kind) => {
+            M.errors.get_or_create(&KindLabel { kind }).inc();
             M.duration.observe(asked.elapsed().as_secs_f64());
         }
     }
@@ -129,86 +105,43 @@ pub fn count_spliced(n: usize) {
     M.spliced_bytes.inc_by(n as u64);
 }
 
-/// Count an origin body's bytes and end (the fetch started at `asked`).
-pub fn count_body(body: Body, asked: Instant) -> Body {
-    UpstreamBody::new(body, asked).boxed_unsync()
+/// An origin body streaming now: counted in flight until dropped; its
+/// bytes and its end (or failure) are told to it as they happen.
+#[must_use = "the stream is counted in flight until this is dropped"]
+pub struct Stream {
+    asked: Instant,
+    ended: bool,
 }
 
-fn count_error(e: &Error) {
-    M.errors
-        .get_or_create(&KindLabel {
-            kind: super::kind_label(e.kind),
-        })
-        .inc();
-}
-
-pin_project_lite::pin_project! {
-    /// An origin body that counts its bytes as they pass and is counted as
-    /// a stream in flight until it ends or is dropped.
-    struct UpstreamBody {
-        #[pin]
-        inner: Body,
-        asked: Instant,
-        ended: bool,
-    }
-
-    impl PinnedDrop for UpstreamBody {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            M.streams_in_flight.dec();
-            if !*this.ended {
-                M.duration.observe(this.asked.elapsed().as_secs_f64());
-            }
-        }
-    }
-}
-
-impl UpstreamBody {
-    fn new(inner: Body, asked: Instant) -> Self {
+impl Stream {
+    /// A body of a fetch that started at `asked`.
+    pub fn start(asked: Instant) -> Stream {
         M.streams_in_flight.inc();
-        UpstreamBody {
-            inner,
+        Stream {
             asked,
             ended: false,
         }
     }
+
+    pub fn received(&self, bytes: usize) {
+        M.received_bytes.inc_by(bytes as u64);
+    }
+
+    /// The body ended (`None`) or failed (`Some(kind)`).
+    pub fn ended(&mut self, failure: Option<&'static str>) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
+        if let Some(kind) = failure {
+            M.errors.get_or_create(&KindLabel { kind }).inc();
+        }
+        M.duration.observe(self.asked.elapsed().as_secs_f64());
+    }
 }
 
-impl http_body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        match &frame {
-            Some(Ok(f)) => {
-                if let Some(data) = f.data_ref() {
-                    M.received_bytes.inc_by(data.len() as u64);
-                }
-            }
-            Some(Err(e)) if !*this.ended => {
-                *this.ended = true;
-                count_error(e);
-                M.duration.observe(this.asked.elapsed().as_secs_f64());
-            }
-            None if !*this.ended => {
-                *this.ended = true;
-                M.duration.observe(this.asked.elapsed().as_secs_f64());
-            }
-            _ => {}
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl Drop for Stream {
+    fn drop(&mut self) {
+        M.streams_in_flight.dec();
+        self.ended(None);
     }
 }

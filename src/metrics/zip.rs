@@ -3,8 +3,8 @@
 //! ```ignore
 //! let archive = metrics::zip::Archive::start();   // archives in flight +1
 //! metrics::zip::entry_written(entry_bytes);       // per entry added
-//! metrics::zip::entry_failed(&error);             // per entry that could not be added
-//! archive.finish(Outcome::Complete);              // or archive.fail(&error)
+//! metrics::zip::entry_failed(error.kind.as_str()); // per entry that could not be added
+//! archive.finish();                               // or archive.fail(error.kind.as_str())
 //! // dropping `archive` unfinished counts it as outcome="client_gone"
 //! ```
 
@@ -17,9 +17,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
-
-use crate::body::Outcome;
-use crate::error::Error;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -101,37 +98,31 @@ impl Archive {
         }
     }
 
-    /// The archive ended: `Complete` (central directory written), `Failed`
-    /// (sluice aborted it) or `Dropped` (the client went away).
-    pub fn finish(mut self, outcome: Outcome) {
-        self.end(outcome);
+    /// The archive was written to its end (central directory and all).
+    pub fn finish(mut self) {
+        self.end("complete");
     }
 
-    /// The archive was aborted because of `error`.
-    pub fn fail(mut self, error: &Error) {
-        count_error("archive", error);
-        self.end(Outcome::Failed);
+    /// The archive was aborted because of an error of kind `kind`.
+    pub fn fail(mut self, kind: &'static str) {
+        count_error("archive", kind);
+        self.end("aborted");
     }
 
-    fn end(&mut self, outcome: Outcome) {
+    fn end(&mut self, outcome: &'static str) {
         if std::mem::replace(&mut self.ended, true) {
             return;
         }
         M.archives_in_flight.dec();
         M.archive_duration
             .observe(self.started.elapsed().as_secs_f64());
-        let outcome = match outcome {
-            Outcome::Complete => "complete",
-            Outcome::Failed => "aborted",
-            Outcome::Dropped => "client_gone",
-        };
         M.archives.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 }
 
 impl Drop for Archive {
     fn drop(&mut self) {
-        self.end(Outcome::Dropped);
+        self.end("client_gone");
     }
 }
 
@@ -143,19 +134,14 @@ pub fn entry_written(bytes: u64) {
     M.entry_bytes.inc_by(bytes);
 }
 
-/// One entry could not be added because of `error`.
-pub fn entry_failed(error: &Error) {
+/// One entry could not be added because of an error of kind `kind`.
+pub fn entry_failed(kind: &'static str) {
     M.entries
         .get_or_create(&OutcomeLabel { outcome: "failed" })
         .inc();
-    count_error("entry", error);
+    count_error("entry", kind);
 }
 
-fn count_error(scope: &'static str, error: &Error) {
-    M.errors
-        .get_or_create(&ErrorLabel {
-            scope,
-            kind: super::kind_label(error.kind),
-        })
-        .inc();
+fn count_error(scope: &'static str, kind: &'static str) {
+    M.errors.get_or_create(&ErrorLabel { scope, kind }).inc();
 }

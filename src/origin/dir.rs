@@ -23,7 +23,7 @@ use super::spliced_file::SplicedFile;
 use super::{OriginRequest, OriginResponse};
 use crate::body::{self, Body};
 use crate::conditional::{self, Decision, Validators};
-use crate::error::{Error, Kind, Result, Side};
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::splice::ConnPipe;
 
 #[derive(Clone)]
@@ -60,7 +60,7 @@ impl DirOrigin {
     pub async fn open(&self, req: OriginRequest) -> Result<FileAnswer> {
         if req.method != Method::GET && req.method != Method::HEAD {
             return Err(Error::new(
-                Kind::MethodNotAllowed,
+                ErrorKind::MethodNotAllowed,
                 "only GET and HEAD are served",
             ));
         }
@@ -73,7 +73,7 @@ impl DirOrigin {
             .await
             .map_err(|e| io_error(e, "cannot stat file"))?;
         if !meta.is_file() {
-            return Err(Error::not_found("no such file").on(Side::Upstream));
+            return Err(Error::not_found("no such file").from_side(ErrorSource::Upstream));
         }
         let len = meta.len();
         let modified = meta.modified().ok();
@@ -136,7 +136,7 @@ impl DirOrigin {
         let raw_path = path_and_query.split('?').next().unwrap_or("");
         let decoded: Vec<u8> = percent_encoding::percent_decode_str(raw_path).collect();
         if decoded.contains(&0) {
-            return Err(Error::bad_request("path contains a NUL byte"));
+            return Err(Error::invalid_request("path contains a NUL byte"));
         }
         let mut relative = PathBuf::new();
         for segment in decoded.split(|b| *b == b'/') {
@@ -147,7 +147,9 @@ impl DirOrigin {
             }
         }
         if relative.as_os_str().is_empty() {
-            return Err(Error::not_found("no file at the origin root").on(Side::Upstream));
+            return Err(
+                Error::not_found("no file at the origin root").from_side(ErrorSource::Upstream)
+            );
         }
         let candidate = self.root.join(&relative);
         let canonical = tokio::fs::canonicalize(&candidate)
@@ -178,7 +180,7 @@ impl FileBody {
     /// Read through user space in bounded chunks.
     pub fn streamed(self) -> Body {
         body::from_reader(self.file.take(self.count), |e| {
-            Error::upstream_broken("file read failed").with_cause(e)
+            Error::body_broken("file read failed").with_cause(e)
         })
     }
 
@@ -230,11 +232,15 @@ fn io_error(e: std::io::Error, reason: &'static str) -> Error {
     // A name longer than the file system allows cannot name a file: a
     // client must not be able to turn that into 5xx answers and log noise.
     if e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) {
-        return Error::not_found("no such file").on(Side::Upstream);
+        return Error::not_found("no such file").from_side(ErrorSource::Upstream);
     }
     match e.kind() {
-        K::NotFound | K::NotADirectory => Error::not_found("no such file").on(Side::Upstream),
-        K::PermissionDenied => Error::forbidden("file is not readable").on(Side::Upstream),
-        _ => Error::upstream_broken(reason).with_cause(e),
+        K::NotFound | K::NotADirectory => {
+            Error::not_found("no such file").from_side(ErrorSource::Upstream)
+        }
+        K::PermissionDenied => {
+            Error::forbidden("file is not readable").from_side(ErrorSource::Upstream)
+        }
+        _ => Error::body_broken(reason).with_cause(e),
     }
 }

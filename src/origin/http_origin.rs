@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use super::raw_http::RawHttp;
 use super::{OriginRequest, OriginResponse, Timeouts};
 use crate::body::IdleTimeout;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone)]
 pub struct HttpOrigin {
@@ -107,7 +107,7 @@ impl HttpOrigin {
             self.scheme_authority, self.base_path, req.path_and_query
         )
         .parse()
-        .map_err(|e| Error::bad_request("request path is not a valid URI").with_cause(e))?;
+        .map_err(|e| Error::invalid_request("request path is not a valid URI").with_cause(e))?;
         let mut request = Request::builder()
             .method(req.method)
             .uri(uri)
@@ -123,17 +123,20 @@ impl HttpOrigin {
         .await
         {
             Err(_elapsed) => {
-                return Err(Error::upstream_timeout(format!(
-                    "origin sent no response headers within {:?}",
-                    self.timeouts.first_byte
-                )))
+                return Err(Error::new(
+                    ErrorKind::FirstByteTimeout,
+                    format!(
+                        "origin sent no response headers within {:?}",
+                        self.timeouts.first_byte
+                    ),
+                ))
             }
             Ok(Err(e)) => return Err(classify_request_error(e, self.timeouts)),
             Ok(Ok(r)) => r,
         };
         let (parts, incoming) = response.into_parts();
-        let body = incoming
-            .map_err(|e| Error::upstream_broken("origin body failed mid-stream").with_cause(e));
+        let body =
+            incoming.map_err(|e| Error::body_broken("origin body failed mid-stream").with_cause(e));
         Ok(OriginResponse {
             status: parts.status,
             headers: parts.headers,
@@ -145,15 +148,15 @@ impl HttpOrigin {
 fn classify_request_error(e: hyper_util::client::legacy::Error, t: Timeouts) -> Error {
     if e.is_connect() {
         if is_timeout(&e) {
-            return Error::upstream_timeout(format!(
-                "could not connect to origin within {:?}",
-                t.connect
-            ))
+            return Error::new(
+                ErrorKind::ConnectTimeout,
+                format!("could not connect to origin within {:?}", t.connect),
+            )
             .with_cause(e);
         }
-        return Error::upstream_unavailable("could not connect to origin").with_cause(e);
+        return Error::connect_failed("could not connect to origin").with_cause(e);
     }
-    Error::upstream_unavailable("origin closed the connection before responding").with_cause(e)
+    Error::connect_failed("origin closed the connection before responding").with_cause(e)
 }
 
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {

@@ -9,22 +9,23 @@
 
 mod dir;
 mod http_origin;
+mod metered;
 pub(crate) mod raw_http;
+mod spec;
 mod spliced_file;
 pub mod target;
 mod tls;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::{HeaderMap, Method, StatusCode};
 
 pub use dir::{DirOrigin, FileBody};
 pub use http_origin::HttpOrigin;
+pub use spec::{OriginSettings, OriginSpec, Timeouts};
 
 use crate::body::Body;
-use crate::config::OriginSpec;
 use crate::error::Result;
-use crate::metrics;
 use crate::splice::ConnPipe;
 use raw_http::RawBody;
 
@@ -93,25 +94,17 @@ impl PassBody {
                     Some(pipe) => body.spliced_or_streamed(pipe),
                     None => body.streamed(),
                 };
-                metrics::upstream::count_body(body, asked)
+                metered::body(body, asked)
             }
             PassBody::File { body, asked } => {
                 let body = match pipe {
                     Some(pipe) => body.spliced_or_streamed(pipe),
                     None => body.streamed(),
                 };
-                metrics::upstream::count_body(body, asked)
+                metered::body(body, asked)
             }
         }
     }
-}
-
-/// Timeouts towards the origin.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    pub connect: Duration,
-    pub first_byte: Duration,
-    pub idle: Duration,
 }
 
 /// The configured origin.
@@ -122,20 +115,25 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// `extra_ca` is a PEM bundle of CAs to trust besides the system's.
-    pub fn new(
-        spec: &OriginSpec,
-        timeouts: Timeouts,
-        extra_ca: Option<&std::path::Path>,
-    ) -> std::result::Result<Self, String> {
-        Ok(match spec {
+    /// The configured origin. Start-up errors are for a human.
+    pub fn new(s: &OriginSettings) -> std::result::Result<Self, String> {
+        Ok(match &s.spec {
             OriginSpec::Http(uri) => Origin::Http(Box::new(HttpOrigin::new(
                 uri.clone(),
-                timeouts,
-                tls::client_config(extra_ca)?,
+                s.timeouts,
+                tls::client_config(s.extra_ca.as_deref())?,
             )?)),
             OriginSpec::Dir(path) => Origin::Dir(DirOrigin::new(path)?),
         })
+    }
+
+    /// Another HTTP(S) origin at `url`, reached like the configured one
+    /// (same timeouts and CAs): an `--allowed-source` prefix.
+    pub fn for_url(url: &str, s: &OriginSettings) -> std::result::Result<Self, String> {
+        match OriginSpec::parse(url)? {
+            spec @ OriginSpec::Http(_) => Origin::new(&OriginSettings { spec, ..s.clone() }),
+            OriginSpec::Dir(_) => Err("must be an http(s):// URL prefix".into()),
+        }
     }
 
     /// Fetch one resource. Errors before the response headers are returned
@@ -147,7 +145,7 @@ impl Origin {
             Origin::Http(o) => o.fetch(req).await,
             Origin::Dir(o) => o.fetch(req).await,
         };
-        crate::metrics::upstream::observe_fetch(asked, fetched)
+        metered::fetched(asked, fetched)
     }
 
     /// Fetch for pass-through. `may_splice` says the client connection can
@@ -165,7 +163,7 @@ impl Origin {
             if let Some(raw) = origin.raw() {
                 let asked = Instant::now();
                 let fetched = raw.fetch(req).await;
-                metrics::upstream::observe_head(asked, fetched.as_ref().map(|r| r.status));
+                metered::head(asked, fetched.as_ref().map(|r| r.status));
                 let r = fetched?;
                 return Ok(PassResponse {
                     status: r.status,
@@ -180,13 +178,11 @@ impl Origin {
         if let (true, Origin::Dir(origin)) = (may_splice && req.method == Method::GET, self) {
             let asked = Instant::now();
             let opened = origin.open(req).await;
-            metrics::upstream::observe_head(asked, opened.as_ref().map(|a| a.status));
+            metered::head(asked, opened.as_ref().map(|a| a.status));
             let a = opened?;
             let body = match a.body {
                 Some(body) => PassBody::File { body, asked },
-                None => {
-                    PassBody::Stream(metrics::upstream::count_body(crate::body::empty(), asked))
-                }
+                None => PassBody::Stream(metered::body(crate::body::empty(), asked)),
             };
             return Ok(PassResponse {
                 status: a.status,

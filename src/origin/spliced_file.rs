@@ -51,7 +51,7 @@ impl SplicedFile {
     }
 
     fn poll_splice(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
-        let failed = |e: io::Error| Error::upstream_broken("file read failed").with_cause(e);
+        let failed = |e: io::Error| Error::body_broken("file read failed").with_cause(e);
         loop {
             if self.pipe_full {
                 ready!(self.pipe.poll_room(cx)).map_err(failed)?;
@@ -97,7 +97,7 @@ fn splice_at(file: &File, offset: u64, pipe: &Pipe, want: usize) -> io::Result<u
 }
 
 fn truncated() -> Error {
-    Error::upstream_broken("file is shorter than its length (truncated while read)")
+    Error::body_broken("file is shorter than its length (truncated while read)")
 }
 
 /// Whether the pages at both ends of `offset..offset + len` are in the page

@@ -9,7 +9,7 @@
 use http::header::HOST;
 use http::{Request, Version};
 
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
@@ -26,7 +26,7 @@ pub fn check<B>(req: &Request<B>, limits: HeadLimits) -> Result<()> {
         _ => hosts <= 1,
     };
     if !host_ok {
-        return Err(Error::bad_request(
+        return Err(Error::invalid_request(
             "an HTTP/1.1 request must carry exactly one Host header",
         ));
     }
@@ -38,7 +38,7 @@ pub fn check<B>(req: &Request<B>, limits: HeadLimits) -> Result<()> {
     let line = req.method().as_str().len() + 1 + target + 11;
     if line as u64 > limits.max_request_line {
         return Err(Error::new(
-            Kind::UriTooLong,
+            ErrorKind::UriTooLong,
             format!(
                 "request line of {line} bytes is longer than {} (--max-request-line)",
                 limits.max_request_line
@@ -52,7 +52,7 @@ pub fn check<B>(req: &Request<B>, limits: HeadLimits) -> Result<()> {
         .sum();
     if header_bytes as u64 > limits.max_header_bytes {
         return Err(Error::new(
-            Kind::HeadersTooLarge,
+            ErrorKind::HeadersTooLarge,
             format!(
                 "request headers of {header_bytes} bytes are more than {} (--max-header-bytes)",
                 limits.max_header_bytes
@@ -72,7 +72,9 @@ mod tests {
     };
 
     fn status(req: Request<()>) -> Option<u16> {
-        check(&req, LIMITS).err().map(|e| e.status().as_u16())
+        check(&req, LIMITS)
+            .err()
+            .map(|e| super::super::status::of(&e).as_u16())
     }
 
     #[test]

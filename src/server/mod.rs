@@ -9,6 +9,8 @@
 mod admission;
 mod clock;
 mod head;
+pub mod router;
+pub mod status;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,86 +29,73 @@ use tokio::net::TcpListener;
 
 use admission::Admission;
 use clock::{ConnClock, Expiry, InRequest};
-use head::HeadLimits;
+pub use head::HeadLimits;
+pub use router::{Listener, Router};
 
-use crate::access_log::RequestContext;
 use crate::body::{self, Body, Counted};
-use crate::budget::MemoryBudget;
-use crate::config::Config;
-use crate::error::{Error, Kind};
+use crate::context::RequestContext;
+use crate::error::{Error, ErrorKind};
 use crate::headers::X_REQUEST_ID;
-use crate::origin::{Origin, Timeouts};
-use crate::router::{self, AppState, Listener};
 use crate::shutdown::Shutdown;
 use crate::splice::ClientIo;
+
+/// How the server listens, and how client connections are limited and timed.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub head: HeadLimits,
+    /// Splice unchanged pass-through bodies to HTTP/1 clients (`--splice`).
+    pub splice: bool,
+    /// How long in-flight responses may take after SIGTERM.
+    pub shutdown_grace: Duration,
+}
 
 /// A bound, not yet running, sluice.
 pub struct Server {
     client: TcpListener,
     admin: TcpListener,
-    state: Arc<AppState>,
-    connections: ConnSettings,
-    grace: Duration,
+    router: Arc<Router>,
+    settings: ServerSettings,
+    shutdown: Shutdown,
 }
 
-/// How client connections are limited and timed.
-#[derive(Debug, Clone, Copy)]
-struct ConnSettings {
-    max_connections: usize,
-    max_per_ip: usize,
-    header_timeout: Duration,
-    keepalive_timeout: Duration,
-    head: HeadLimits,
+/// What one listener's connections share.
+#[derive(Clone)]
+struct ListenerState {
+    which: Listener,
+    router: Arc<Router>,
+    settings: ServerSettings,
 }
 
 impl Server {
-    /// Build the origin and bind both listeners. Errors are start-up errors
-    /// meant for a human (bad flag, port in use).
-    pub async fn bind(config: &Config, shutdown: Shutdown) -> Result<Self, String> {
-        let spec = config.origin_spec()?;
-        let timeouts = Timeouts {
-            connect: config.connect_timeout,
-            first_byte: config.first_byte_timeout,
-            idle: config.idle_timeout,
-        };
-        let extra_ca = config.origin_ca_file.as_deref();
-        let origin = Origin::new(&spec, timeouts, extra_ca)?;
-        let budget = MemoryBudget::new(config.memory_budget);
-        let image = Arc::new(crate::image::service::ImageService::new(
-            &config.image,
-            timeouts,
-            extra_ca,
-            &budget,
-        )?);
-        let client = TcpListener::bind(config.listen)
+    /// Bind both listeners. Errors are start-up errors meant for a human
+    /// (a port in use).
+    pub async fn bind(
+        settings: ServerSettings,
+        router: Router,
+        shutdown: Shutdown,
+    ) -> Result<Self, String> {
+        let client = TcpListener::bind(settings.listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        let admin = TcpListener::bind(config.admin_listen)
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+        let admin = TcpListener::bind(settings.admin_listen)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.admin_listen))?;
-        tracing::info!(origin = %origin.describe(), "origin configured");
+            .map_err(|e| format!("cannot listen on {}: {e}", settings.admin_listen))?;
         raise_open_file_limit();
         Ok(Server {
             client,
             admin,
-            state: Arc::new(AppState {
-                config: config.clone(),
-                origin,
-                budget,
-                shutdown,
-                image,
-            }),
-            connections: ConnSettings {
-                max_connections: config.max_connections.max(1),
-                max_per_ip: config.max_connections_per_ip,
-                header_timeout: config.header_timeout,
-                keepalive_timeout: config.keepalive_timeout,
-                head: HeadLimits {
-                    max_request_line: config.max_request_line,
-                    max_header_bytes: config.max_header_bytes,
-                },
+            router: Arc::new(router),
+            settings: ServerSettings {
+                max_connections: settings.max_connections.max(1),
+                ..settings
             },
-            grace: config.shutdown_grace,
+            shutdown,
         })
     }
 
@@ -123,36 +112,32 @@ impl Server {
         if let (Ok(addr), Ok(admin)) = (self.client_addr(), self.admin_addr()) {
             tracing::info!(%addr, %admin, "listening");
         }
-        let settings = self.connections;
+        let settings = self.settings;
         // The admin listener outlives the client one: while the client
         // listener drains, probes and scrapes still see `/readyz` = 503.
         let admin_stop = Shutdown::new();
+        let client_state = ListenerState {
+            which: Listener::Client,
+            router: self.router.clone(),
+            settings,
+        };
         let client = async {
-            serve_listener(
-                self.client,
-                Listener::Client,
-                self.state.clone(),
-                self.state.shutdown.clone(),
-                settings,
-                self.grace,
-            )
-            .await;
+            serve_listener(self.client, client_state, self.shutdown.clone()).await;
             admin_stop.trigger();
         };
-        // Its own small limit: a flood of client connections never locks
-        // operators out.
-        let admin = serve_listener(
-            self.admin,
-            Listener::Admin,
-            self.state.clone(),
-            admin_stop.clone(),
-            ConnSettings {
+        // Its own small limit and a short grace: a flood of client
+        // connections never locks operators out.
+        let admin_state = ListenerState {
+            which: Listener::Admin,
+            router: self.router.clone(),
+            settings: ServerSettings {
                 max_connections: 64,
-                max_per_ip: 0,
+                max_connections_per_ip: 0,
+                shutdown_grace: Duration::from_secs(1),
                 ..settings
             },
-            Duration::from_secs(1),
-        );
+        };
+        let admin = serve_listener(self.admin, admin_state, admin_stop.clone());
         tokio::join!(client, admin);
         tracing::info!("shutdown complete");
     }
@@ -175,14 +160,10 @@ fn raise_open_file_limit() {
     }
 }
 
-async fn serve_listener(
-    listener: TcpListener,
-    which: Listener,
-    state: Arc<AppState>,
-    shutdown: Shutdown,
-    settings: ConnSettings,
-    grace: Duration,
-) {
+async fn serve_listener(listener: TcpListener, state: ListenerState, shutdown: Shutdown) {
+    let settings = state.settings;
+    let which = state.which;
+    let grace = settings.shutdown_grace;
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Cap hyper's per-connection buffer (read buffer and queued writes,
     // ~400 KiB by default) at one chunk: it bounds memory per stream. It
@@ -190,13 +171,16 @@ async fn serve_listener(
     // refuse with a log line; hyper's own refusal is only counted below).
     // Queued writes (writev) keep each body chunk a slice of its own, which
     // spliced bodies rely on (crate::splice); it is hyper's default for
-    // sockets, made explicit here.
+    // sockets, made explicit here. hyper's own head timer is off: its
+    // start (first byte, or end of the last response) differs from ours,
+    // and two clocks racing made idle closes look like head timeouts. The
+    // connection's clock (clock.rs) is the one authority.
     let head_bytes = settings.head.max_request_line + settings.head.max_header_bytes + 1024;
     let max_buf = body::CHUNK_SIZE.max(usize::try_from(head_bytes).unwrap_or(usize::MAX));
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
+        .header_read_timeout(None)
         .max_buf_size(max_buf)
         .writev(true);
     builder
@@ -204,7 +188,7 @@ async fn serve_listener(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)));
     let graceful = GracefulShutdown::new();
-    let admission = Admission::new(settings.max_connections, settings.max_per_ip);
+    let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip);
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -234,22 +218,26 @@ async fn serve_listener(
         // pipe travels with each request (crate::splice).
         let reads = clock.clone();
         let io = ClientIo::new(stream, Arc::new(move || reads.bytes_read()));
-        let pipe = state.config.splice.then(|| io.pipe());
+        let pipe = settings.splice.then(|| io.pipe());
         let requests = clock.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             let in_request = requests.request_started(req.version());
             if let Some(pipe) = &pipe {
                 req.extensions_mut().insert(pipe.clone());
             }
-            handle(state.clone(), which, req, peer, in_request, settings.head)
+            handle(state.clone(), req, peer, in_request)
         });
         let conn = builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            // Pinned out here, so that a connection closed by its clock is
+            // counted and logged before the socket closes (select! drops
+            // the futures it owns before running a branch).
+            let mut conn = std::pin::pin!(conn);
             tokio::select! {
-                ended = conn => {
+                ended = conn.as_mut() => {
                     if let Err(e) = ended {
                         log_connection_error(&*e, peer);
                     }
@@ -284,8 +272,8 @@ async fn serve_listener(
 }
 
 /// A connection ended with an error. Heads that hyper refused itself
-/// (it answered 431 or 400, or 408 for a head that stalled) get a log line
-/// and a count; the rest (resets, clients gone) only a debug line.
+/// (it answered 431 or 400) get a log line and a count; the rest (resets,
+/// clients gone) only a debug line.
 fn log_connection_error(e: &(dyn std::error::Error + Send + Sync + 'static), peer: SocketAddr) {
     let refused = e.downcast_ref::<hyper::Error>().and_then(|h| {
         if h.is_parse_too_large() {
@@ -297,11 +285,6 @@ fn log_connection_error(e: &(dyn std::error::Error + Send + Sync + 'static), pee
             Some((
                 "malformed_head",
                 "malformed request head: answered 400 and closed",
-            ))
-        } else if h.is_timeout() {
-            Some((
-                "header_timeout",
-                "request head stalled: answered 408 and closed",
             ))
         } else {
             None
@@ -317,12 +300,10 @@ fn log_connection_error(e: &(dyn std::error::Error + Send + Sync + 'static), pee
 }
 
 async fn handle(
-    state: Arc<AppState>,
-    which: Listener,
+    state: ListenerState,
     req: Request<Incoming>,
     peer: SocketAddr,
     in_request: InRequest,
-    head_limits: HeadLimits,
 ) -> Result<Response<Body>, Infallible> {
     let mut ctx = RequestContext::new(
         req.headers(),
@@ -338,8 +319,8 @@ async fn handle(
                 .headers()
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0"));
-    let routed = match head::check(&req, head_limits) {
-        Ok(()) => router::route(state, which, req, &mut ctx).await,
+    let routed = match head::check(&req, state.settings.head) {
+        Ok(()) => state.router.route(state.which, req, &mut ctx).await,
         Err(e) => Err(e),
     };
     let mut response = match routed {
@@ -362,7 +343,7 @@ async fn handle(
         let logged = b.map_err(move |e| {
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or("-"),
-                side = e.side.as_str(),
+                side = e.source.as_str(),
                 error = %e,
                 "response aborted mid-stream"
             );
@@ -380,31 +361,35 @@ async fn handle(
 /// response started. The cause goes to the log only.
 fn error_response(e: &Error, ctx: &RequestContext) -> Response<Body> {
     let request_id = ctx.request_id.to_str().unwrap_or("-");
-    if e.status().is_server_error() {
-        tracing::warn!(request_id, side = e.side.as_str(), error = %e, "request failed");
+    let status = status::of(e);
+    if status.is_server_error() {
+        tracing::warn!(request_id, side = e.source.as_str(), error = %e, "request failed");
     } else if e.kind.is_client_limit() {
         tracing::info!(
             request_id,
-            status = e.status().as_u16(),
+            status = status.as_u16(),
             client = %ctx.client_ip,
             error = %e,
             "request refused by a limit"
         );
     } else {
-        tracing::debug!(request_id, side = e.side.as_str(), error = %e, "request refused");
+        tracing::debug!(request_id, side = e.source.as_str(), error = %e, "request refused");
     }
     let mut r = Response::new(body::full(format!("{}\n", e.reason)));
-    *r.status_mut() = e.status();
+    *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if e.kind == Kind::MethodNotAllowed {
+    if e.kind == ErrorKind::MethodNotAllowed {
         h.insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
     }
-    if matches!(e.kind, Kind::Unavailable | Kind::TooManyRequests) {
+    if matches!(
+        e.kind,
+        ErrorKind::BudgetFull | ErrorKind::QueueFull | ErrorKind::ProcessingTimeout
+    ) {
         h.insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     r

@@ -28,10 +28,10 @@
 //!
 //! Memory: the pipe holds page references, not copies, and never more than
 //! hyper's write queue (one chunk plus `max_buf_size`); its size is capped
-//! at [`PIPE_SIZE`]. Linux only.
+//! at `pipe::PIPE_SIZE`. Linux only.
 
 mod client_io;
 mod pipe;
 
 pub use client_io::ClientIo;
-pub use pipe::{ConnPipe, Pipe, MAX_SPLICE, PIPE_SIZE};
+pub use pipe::{ConnPipe, Pipe, MAX_SPLICE};

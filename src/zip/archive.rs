@@ -32,8 +32,8 @@ use super::scheduler::{EntryScheduler, FetchJob, OpenedEntry, SchedulerConfig};
 use super::writer::{self, DosDateTime, EntrySpec, Method, Sizes, ZipWriter};
 use crate::body::Body;
 use crate::budget::{MemoryBudget, Reservation};
-use crate::error::{Error, Kind, Result};
-use crate::image::service::ImageService;
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::run::Processor;
 use crate::metrics;
 use crate::origin::Origin;
 
@@ -54,7 +54,7 @@ pub struct Download {
     pub origin: Origin,
     pub budget: MemoryBudget,
     /// Makes the processed entries (manifest `options`/`variants`).
-    pub image: Arc<ImageService>,
+    pub processor: Arc<Processor>,
     pub config: ArchiveConfig,
     pub plan: ArchivePlan,
     /// Bytes of the archive to send (inclusive), known-size mode only.
@@ -89,10 +89,10 @@ impl Download {
                 _ = tx.closed() => return,
             };
             match outcome {
-                Ok(()) => archive.finish(crate::body::Outcome::Complete),
+                Ok(()) => archive.finish(),
                 Err(e) => {
-                    archive.fail(&e);
-                    if e.kind != Kind::ClientGone {
+                    archive.fail(e.kind.as_str());
+                    if e.kind != ErrorKind::ClientGone {
                         let _ = tx.send(Err(e)).await;
                     }
                 }
@@ -108,7 +108,7 @@ impl Download {
         let Download {
             origin,
             budget,
-            image,
+            processor,
             config,
             plan,
             range,
@@ -121,9 +121,9 @@ impl Download {
             max: config.max_archive_bytes,
         };
         let result = if plan.is_known_size() {
-            known_size(origin, budget, image, config, &plan, &mut sink).await
+            known_size(origin, budget, processor, config, &plan, &mut sink).await
         } else {
-            streaming(origin, budget, image, config, &plan, &mut sink).await
+            streaming(origin, budget, processor, config, &plan, &mut sink).await
         };
         drop(plan_reservation);
         result
@@ -145,7 +145,7 @@ impl Sink<'_> {
         self.position += len;
         if self.position > self.max {
             return Err(Error::new(
-                Kind::PayloadTooLarge,
+                ErrorKind::TooLarge,
                 format!(
                     "archive passed {} bytes (--zip-max-archive-bytes)",
                     self.max
@@ -169,7 +169,7 @@ impl Sink<'_> {
         self.tx
             .send(Ok(out))
             .await
-            .map_err(|_| Error::new(Kind::ClientGone, "client went away"))
+            .map_err(|_| Error::new(ErrorKind::ClientGone, "client went away"))
     }
 
     /// Account for `n` bytes that lie outside the range.
@@ -191,13 +191,13 @@ fn entry_error(entry: &PlannedEntry, e: &Error) -> Error {
 async fn streaming(
     origin: Origin,
     budget: MemoryBudget,
-    image: Arc<ImageService>,
+    processor: Arc<Processor>,
     config: ArchiveConfig,
     plan: &ArchivePlan,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
     let jobs = FetchJob::for_entries(&plan.entries);
-    let mut scheduler = EntryScheduler::new(origin, budget, image, config.scheduler, jobs);
+    let mut scheduler = EntryScheduler::new(origin, budget, processor, config.scheduler, jobs);
     let mut writer = ZipWriter::new();
     let mut skipped: Vec<(usize, String)> = Vec::new();
 
@@ -213,7 +213,7 @@ async fn streaming(
                     return Err(entry_error(entry, &e));
                 }
                 tracing::info!(entry = %entry.name, error = %e, "zip entry skipped");
-                metrics::zip::entry_failed(&e);
+                metrics::zip::entry_failed(e.kind.as_str());
                 skipped.push((i, e.reason.into_owned()));
             }
         }
@@ -284,7 +284,7 @@ async fn write_streamed(
     };
     if let (Some(declared), Some(actual)) = (entry.declared.length(), opened.meta.length) {
         if declared != actual {
-            return Ok(Written::Skipped(Error::upstream_broken(format!(
+            return Ok(Written::Skipped(Error::body_broken(format!(
                 "origin has {actual} bytes, the manifest declared {declared}"
             ))));
         }
@@ -340,7 +340,7 @@ async fn write_streamed(
 async fn known_size(
     origin: Origin,
     budget: MemoryBudget,
-    image: Arc<ImageService>,
+    processor: Arc<Processor>,
     config: ArchiveConfig,
     plan: &ArchivePlan,
     sink: &mut Sink<'_>,
@@ -373,7 +373,7 @@ async fn known_size(
         }
         needed.push(part);
     }
-    let mut scheduler = EntryScheduler::new(origin, budget, image, config.scheduler, jobs);
+    let mut scheduler = EntryScheduler::new(origin, budget, processor, config.scheduler, jobs);
     let mut writer = ZipWriter::new();
 
     for (entry, part) in plan.entries.iter().zip(needed) {
@@ -423,7 +423,7 @@ async fn known_size(
                     if got != b - a + 1 {
                         return Err(entry_error(
                             entry,
-                            &Error::upstream_broken(format!(
+                            &Error::body_broken(format!(
                                 "origin sent {got} bytes of range {a}-{b}"
                             )),
                         ));

@@ -6,7 +6,7 @@
 //! - nginx mod_zip's text manifest (`X-Archive-Files: zip`), one entry per
 //!   line: `<crc32 hex or -> <size> <url-encoded location> <name>`.
 //!
-//! A JSON entry may also ask for processed images (README, Bulk download):
+//! A JSON entry may also ask for processed images (docs/zip.md, "Processed entries"):
 //! `"options": "rs:fit:200:200"` makes one processed entry, and
 //! `"variants": [{"name": "a_200.jpg", "options": "rs:fit:200:200"}, …]`
 //! makes one entry per variant, in order, all from one fetch and one decode
@@ -21,9 +21,9 @@ use serde::Deserialize;
 use super::media::{self, MethodChoice};
 use super::names::{self, Namer};
 use super::writer::{DosDateTime, Method, Sizes};
-use crate::error::{Error, Kind, Result};
-use crate::image::options::{Options, OutputFormat, Presets};
-use crate::image::variants::VariantSpec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::http::options::{Options, OutputFormat, Presets};
+use crate::image::run::variants::VariantSpec;
 
 /// What to do when an entry cannot be fetched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -159,7 +159,7 @@ enum JsonCrc {
 }
 
 fn unprocessable(reason: impl Into<std::borrow::Cow<'static, str>>) -> Error {
-    Error::new(Kind::Unprocessable, reason)
+    Error::new(ErrorKind::Unprocessable, reason)
 }
 
 /// What a plan holds while it is built, reported as it grows so the caller
@@ -254,9 +254,9 @@ pub fn parse_json(
         (_, Some(e)) => return Err(e),
         (Err(e), None) => {
             let kind = if e.is_data() {
-                Kind::Unprocessable
+                ErrorKind::Unprocessable
             } else {
-                Kind::BadRequest
+                ErrorKind::InvalidRequest
             };
             return Err(Error::new(kind, format!("manifest: {e}")));
         }
@@ -496,7 +496,7 @@ fn processed_entries(
 /// encodes.
 fn format_of_name(name: &str) -> Option<OutputFormat> {
     let (_, ext) = names::file_name_of(name).rsplit_once('.')?;
-    OutputFormat::from_extension(ext).ok().flatten()
+    OutputFormat::from_extension(ext)
 }
 
 /// The name (and format) of an `options` entry without a `name`: the
@@ -711,32 +711,47 @@ mod tests {
         let status = |body: &str| {
             json_plan(body.as_bytes(), LIMITS, &Presets::default())
                 .unwrap_err()
-                .status()
+                .kind
         };
-        assert_eq!(status("{"), 400);
-        assert_eq!(status(r#"{"entries": 3}"#), 422);
-        assert_eq!(status(r#"{"entries": [{"source": "http://evil/x"}]}"#), 422);
-        assert_eq!(status(r#"{"entries": [{"source": "//evil/x"}]}"#), 422);
-        assert_eq!(status(r#"{"entries": [{"source": "a/../../etc"}]}"#), 422);
+        assert_eq!(status("{"), ErrorKind::InvalidRequest);
+        assert_eq!(status(r#"{"entries": 3}"#), ErrorKind::Unprocessable);
+        assert_eq!(
+            status(r#"{"entries": [{"source": "http://evil/x"}]}"#),
+            ErrorKind::Unprocessable
+        );
+        assert_eq!(
+            status(r#"{"entries": [{"source": "//evil/x"}]}"#),
+            ErrorKind::Unprocessable
+        );
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a/../../etc"}]}"#),
+            ErrorKind::Unprocessable
+        );
         assert_eq!(
             status(r#"{"entries": [{"source": "a.jpg", "crc32": "xyz"}]}"#),
-            422
+            ErrorKind::Unprocessable
         );
         assert_eq!(
             status(r#"{"entries": [{"source": "a.jpg", "crc32": 5}]}"#),
-            422
+            ErrorKind::Unprocessable
         );
         assert_eq!(
             status(r#"{"entries": [{"source": "a", "name": "../.."}]}"#),
-            422
+            ErrorKind::Unprocessable
         );
-        assert_eq!(status(r#"{"entries": [{"source": "a", "color": 1}]}"#), 422);
-        assert_eq!(status(r#"{"entries": [], "on_error": "explode"}"#), 422);
+        assert_eq!(
+            status(r#"{"entries": [{"source": "a", "color": 1}]}"#),
+            ErrorKind::Unprocessable
+        );
+        assert_eq!(
+            status(r#"{"entries": [], "on_error": "explode"}"#),
+            ErrorKind::Unprocessable
+        );
         let many = format!(
             r#"{{"entries": [{}]}}"#,
             vec![r#"{"source": "a"}"#; 101].join(",")
         );
-        assert_eq!(status(&many), 422);
+        assert_eq!(status(&many), ErrorKind::Unprocessable);
     }
 
     #[test]
@@ -831,7 +846,7 @@ mod tests {
     fn json_options_refusals_name_the_entry() {
         let reason = |body: &str| {
             let e = json_plan(body.as_bytes(), LIMITS, &Presets::default()).unwrap_err();
-            assert_eq!(e.status(), 422, "{}", e.reason);
+            assert_eq!(e.kind, ErrorKind::Unprocessable, "{}", e.reason);
             e.reason.into_owned()
         };
         let r = reason(
@@ -897,13 +912,13 @@ mod tests {
 
     #[test]
     fn mod_zip_refusals() {
-        let status = |body: &str| mod_zip_plan(body.as_bytes(), LIMITS).unwrap_err().status();
-        assert_eq!(status("- 5 /a"), 422);
-        assert_eq!(status("- five /a a"), 422);
-        assert_eq!(status("zz 5 /a a"), 422);
-        assert_eq!(status("- 5 http://evil/a a"), 422);
-        assert_eq!(status("- 5 /a/%2e%2e/b a"), 422);
-        assert_eq!(status(&"- 1 /a a\n".repeat(101)), 422);
+        let status = |body: &str| mod_zip_plan(body.as_bytes(), LIMITS).unwrap_err().kind;
+        assert_eq!(status("- 5 /a"), ErrorKind::Unprocessable);
+        assert_eq!(status("- five /a a"), ErrorKind::Unprocessable);
+        assert_eq!(status("zz 5 /a a"), ErrorKind::Unprocessable);
+        assert_eq!(status("- 5 http://evil/a a"), ErrorKind::Unprocessable);
+        assert_eq!(status("- 5 /a/%2e%2e/b a"), ErrorKind::Unprocessable);
+        assert_eq!(status(&"- 1 /a a\n".repeat(101)), ErrorKind::Unprocessable);
     }
 
     #[test]

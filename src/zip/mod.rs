@@ -5,14 +5,17 @@
 //! entry scheduler ([`scheduler`], prefetch into bounded buffers reserved
 //! from the memory budget) ▶ zip writer ([`writer`], a sans-IO encoder) ▶
 //! the client's body ([`archive`]). Entries with `options`/`variants` are
-//! made by the recompression pipeline ([`crate::image::variants`]) from one
-//! fetch and one decode per source, and reach the writer the same way. [`route`] is the HTTP side: `POST /zip`
-//! and the nginx mod_zip hand-off from pass-through.
+//! made by the recompression machinery (`image::run::Processor`) from one
+//! fetch and one decode per source, and reach the writer the same way.
+//! [`service`] is the HTTP side: `POST /zip`, and the nginx mod_zip
+//! hand-off that pass-through makes.
 
 pub mod archive;
 pub mod manifest;
 pub mod media;
 pub mod names;
-pub mod route;
 pub mod scheduler;
+pub mod service;
 pub mod writer;
+
+pub use service::{conditional_headers, wants_archive, ZipService, ZipSettings};

@@ -12,7 +12,7 @@
 //!
 //! A processed job ([`FetchJob::Processed`], manifest `options`/`variants`)
 //! is one fetch and one decode that yields several entries: it takes one
-//! queue place per variant, runs through [`ImageService::variants`] (whole
+//! queue place per variant, runs through [`Processor::variants`] (whole
 //! source bounded by `--max-src-bytes`, its peak reserved from the budget,
 //! CPU on the worker pool, waiting for a pool slot rather than failing),
 //! and each variant's encoded bytes arrive on its entry's channel, counted
@@ -36,9 +36,9 @@ use std::sync::Arc;
 use super::manifest::{EntrySource, PlannedEntry};
 use crate::body::{Body, CHUNK_SIZE};
 use crate::budget::{MemoryBudget, Reservation};
-use crate::error::{Error, Kind, Result};
-use crate::image::service::ImageService;
-use crate::image::variants::VariantSpec;
+use crate::error::{Error, ErrorKind, Result};
+use crate::image::run::variants::VariantSpec;
+use crate::image::run::Processor;
 use crate::origin::{Origin, OriginRequest};
 
 /// One fetch the archive needs, in archive order.
@@ -136,7 +136,7 @@ impl SchedulerConfig {
 pub struct EntryScheduler {
     origin: Origin,
     budget: MemoryBudget,
-    image: Arc<ImageService>,
+    processor: Arc<Processor>,
     config: SchedulerConfig,
     jobs: std::vec::IntoIter<FetchJob>,
     queue: VecDeque<oneshot::Receiver<Result<OpenedEntry>>>,
@@ -149,14 +149,14 @@ impl EntryScheduler {
     pub fn new(
         origin: Origin,
         budget: MemoryBudget,
-        image: Arc<ImageService>,
+        processor: Arc<Processor>,
         config: SchedulerConfig,
         jobs: Vec<FetchJob>,
     ) -> Self {
         EntryScheduler {
             origin,
             budget,
-            image,
+            processor,
             config,
             jobs: jobs.into_iter(),
             queue: VecDeque::new(),
@@ -230,7 +230,7 @@ impl EntryScheduler {
                     let (reserved, gate) = oneshot::channel();
                     self.gate = Some(gate);
                     self.tasks.spawn(process(
-                        self.image.clone(),
+                        self.processor.clone(),
                         self.origin.clone(),
                         path_and_query,
                         variants,
@@ -245,18 +245,21 @@ impl EntryScheduler {
 
 /// A processed job: one fetch and decode, one opened entry per variant.
 async fn process(
-    image: Arc<ImageService>,
+    processor: Arc<Processor>,
     origin: Origin,
     path: String,
     variants: Vec<VariantSpec>,
     opened: Vec<oneshot::Sender<Result<OpenedEntry>>>,
     reserved: oneshot::Sender<()>,
 ) {
-    let outputs = match image.variants(&origin, &path, &variants, reserved).await {
+    let outputs = match processor
+        .variants(&origin, &path, &variants, reserved)
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             for tx in opened {
-                let _ = tx.send(Err(same_error(&e)));
+                let _ = tx.send(Err(e.clone()));
             }
             return;
         }
@@ -283,11 +286,6 @@ async fn process(
         });
         let _ = tx.send(entry);
     }
-}
-
-/// The same failure for each entry of a processed job.
-fn same_error(e: &Error) -> Error {
-    Error::new(e.kind, e.reason.clone()).on(e.side)
 }
 
 struct Fetch {
@@ -403,7 +401,7 @@ impl Fetch {
                         Ok((StatusCode::PARTIAL_CONTENT, _, rest)) => body = rest,
                         Ok((status, _, _)) => {
                             let _ = tx
-                                .send(Err(Error::upstream_broken(format!(
+                                .send(Err(Error::body_broken(format!(
                                     "{path}: failed after {delivered} bytes and could not be resumed (origin answered {status} to Range)"
                                 ))))
                                 .await;
@@ -453,14 +451,14 @@ impl Fetch {
                 .and_then(|s| s.split('-').next())
                 .and_then(|s| s.parse::<u64>().ok());
             if !ranged || first != Some(start) {
-                return Err(Error::upstream_broken(format!(
+                return Err(Error::body_broken(format!(
                     "{path}: origin sent a range that was not asked for"
                 )));
             }
         } else if status != StatusCode::OK {
             let reason = status.canonical_reason().unwrap_or("");
             return Err(Error::new(
-                Kind::UpstreamStatus(status),
+                ErrorKind::OriginStatus(status.as_u16()),
                 format!("origin answered {} {reason}", status.as_u16()),
             ));
         }

@@ -22,7 +22,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress, Status};
 
-use crate::error::{Error, Kind};
+use crate::error::{Error, ErrorKind};
 
 const LOCAL_HEADER_SIG: u32 = 0x0403_4b50;
 const DATA_DESCRIPTOR_SIG: u32 = 0x0807_4b50;
@@ -341,7 +341,7 @@ impl ZipWriter {
     /// [`ZipWriter::finish_entry`].
     pub fn begin_entry(&mut self, spec: EntrySpec) -> Result<(Bytes, EntryWriter), Error> {
         if spec.name.len() > usize::from(u16::MAX) - 64 {
-            return Err(Error::bad_request("entry name too long"));
+            return Err(Error::unprocessable("entry name too long"));
         }
         let zip64 = spec.zip64_local();
         let descriptor = spec.uses_descriptor();
@@ -421,7 +421,7 @@ impl ZipWriter {
             }
             Sizes::Known { crc32: want, .. } if want != crc32 => {
                 return Err(Error::new(
-                    Kind::UpstreamBroken,
+                    ErrorKind::BodyBroken,
                     format!(
                         "{}: CRC-32 is {crc32:08x}, the manifest declared {want:08x}",
                         entry.spec.name
@@ -525,7 +525,7 @@ impl ZipWriter {
 
 fn size_mismatch(name: &str, declared: u64, got: u64) -> Error {
     Error::new(
-        Kind::UpstreamBroken,
+        ErrorKind::BodyBroken,
         format!("{name}: origin sent {got} bytes, {declared} were declared"),
     )
 }
@@ -596,7 +596,7 @@ impl EntryWriter {
     fn check_fits(&self) -> Result<(), Error> {
         if !self.zip64 && (self.uncompressed >= MAX_32 || self.compressed >= MAX_32) {
             return Err(Error::new(
-                Kind::UpstreamBroken,
+                ErrorKind::BodyBroken,
                 format!(
                     "{}: entry of undeclared length passed 4 GiB; declare its size",
                     self.spec.name
@@ -734,7 +734,7 @@ mod tests {
     fn declared_sizes_and_crcs_are_enforced() {
         let data = vec![1u8; 100];
         let too_long = archive(&[(spec("a.bin", Method::Deflate, Sizes::Length(50)), &data)]);
-        assert_eq!(too_long.unwrap_err().status(), 502);
+        assert_eq!(too_long.unwrap_err().kind, ErrorKind::BodyBroken);
         let too_short = archive(&[(spec("a.bin", Method::Store, Sizes::Length(150)), &data)]);
         assert!(too_short.unwrap_err().reason.contains("150 were declared"));
         let bad_crc = archive(&[(

@@ -27,7 +27,7 @@ src=${SLUICE_ODD_SOURCE:-$root/samples/picos-de-europa.jpg}
 # /usr/local/bin/convert may be a stand-in; use ImageMagick's own binary when it is there.
 if [[ -x /usr/bin/convert ]]; then IM=/usr/bin/convert; else IM=$(command -v convert); fi
 for tool in "$IM" vips cjpeg python3; do
-    command -v "$tool" >/dev/null || { echo "make-odd-images: missing $tool (see docs/ci-data.txt)" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "make-odd-images: missing $tool (see docs/development.md)" >&2; exit 1; }
 done
 [[ -f $src ]] || { echo "make-odd-images: source photo $src not found" >&2; exit 1; }
 

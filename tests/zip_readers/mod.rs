@@ -30,7 +30,7 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .output()
-        .expect("reader is installed (see docs/ci-zip.txt)");
+        .expect("reader is installed (see docs/development.md)");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -76,7 +76,7 @@ impl BodyDecoder {
 
     /// The next piece of body that `buf` can give, consuming it from `buf`.
     pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, Error> {
-        let broken = Error::upstream_broken;
+        let broken = Error::body_broken;
         loop {
             match self.framing {
                 Framing::Empty => return Ok(Step::End),
@@ -176,7 +176,7 @@ mod tests {
             match d.step(&mut buf)? {
                 Step::Data(b) => out.extend_from_slice(&b),
                 Step::End => return Ok(out),
-                Step::Need if fed >= wire.len() => return Err(Error::upstream_broken("eof")),
+                Step::Need if fed >= wire.len() => return Err(Error::body_broken("eof")),
                 Step::Need => {
                     let end = (fed + piece).min(wire.len());
                     buf.extend_from_slice(&wire[fed..end]);

@@ -60,7 +60,7 @@ pub fn request(method: &Method, target: &str, host: &HeaderValue, headers: &Head
 }
 
 fn invalid(what: &'static str) -> Error {
-    Error::upstream_unavailable(what)
+    Error::invalid_response(what)
 }
 
 /// Parse a response head from the start of `buf`.

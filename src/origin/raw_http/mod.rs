@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 
 use super::{OriginRequest, Timeouts};
 use crate::body::{Body, IdleTimeout};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::splice::ConnPipe;
 use head::{Framing, Parsed};
 
@@ -206,9 +206,10 @@ impl RawHttp {
         };
         match tokio::time::timeout(limit, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(Error::upstream_timeout(format!(
-                "origin sent no response headers within {limit:?}"
-            ))),
+            Err(_) => Err(Error::new(
+                ErrorKind::FirstByteTimeout,
+                format!("origin sent no response headers within {limit:?}"),
+            )),
         }
     }
 
@@ -216,12 +217,13 @@ impl RawHttp {
         let limit = self.timeouts.connect;
         let stream = match tokio::time::timeout(limit, TcpStream::connect(&self.address)).await {
             Err(_) => {
-                return Err(Error::upstream_timeout(format!(
-                    "could not connect to origin within {limit:?}"
-                )))
+                return Err(Error::new(
+                    ErrorKind::ConnectTimeout,
+                    format!("could not connect to origin within {limit:?}"),
+                ))
             }
             Ok(Err(e)) => {
-                return Err(Error::upstream_unavailable("could not connect to origin").with_cause(e))
+                return Err(Error::connect_failed("could not connect to origin").with_cause(e))
             }
             Ok(Ok(s)) => s,
         };
@@ -237,7 +239,7 @@ impl RawHttp {
         method: &Method,
     ) -> std::result::Result<RawResponse, HeadFailure> {
         let closed = |e: std::io::Error, nothing_received| HeadFailure {
-            error: Error::upstream_unavailable("origin closed the connection before responding")
+            error: Error::connect_failed("origin closed the connection before responding")
                 .with_cause(e),
             nothing_received,
         };
@@ -281,7 +283,7 @@ impl RawHttp {
             }
             if buf.len() >= head::MAX_HEAD {
                 return Err(HeadFailure {
-                    error: Error::upstream_unavailable("origin's response head exceeds 64 KiB"),
+                    error: Error::invalid_response("origin's response head exceeds 64 KiB"),
                     nothing_received: false,
                 });
             }

@@ -17,7 +17,7 @@ use tokio::io::Interest;
 use tokio::time::{Instant, Sleep};
 
 use super::Conn;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::splice::{Pipe, MAX_SPLICE};
 
 pub struct SplicedBody {
@@ -68,7 +68,7 @@ impl SplicedBody {
 
     fn poll_splice(&mut self, cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
         let broken =
-            |e: io::Error| Error::upstream_broken("origin body failed mid-stream").with_cause(e);
+            |e: io::Error| Error::body_broken("origin body failed mid-stream").with_cause(e);
         loop {
             if self.pipe_full {
                 ready!(self.pipe.poll_room(cx))
@@ -83,10 +83,10 @@ impl SplicedBody {
                 Poll::Ready(r) => r.map_err(broken)?,
                 Poll::Pending => {
                     ready!(self.timer.as_mut().poll(cx));
-                    return Poll::Ready(Err(Error::upstream_timeout(format!(
-                        "origin sent nothing for {:?}",
-                        self.idle
-                    ))));
+                    return Poll::Ready(Err(Error::new(
+                        ErrorKind::IdleTimeout,
+                        format!("origin sent nothing for {:?}", self.idle),
+                    )));
                 }
             }
             let want = usize::try_from(self.remaining)
@@ -105,7 +105,7 @@ impl SplicedBody {
             });
             match attempt {
                 Ok(Spliced::Moved(0)) => {
-                    return Poll::Ready(Err(Error::upstream_broken(
+                    return Poll::Ready(Err(Error::body_broken(
                         "origin closed the connection mid-body",
                     )))
                 }

@@ -98,14 +98,14 @@ impl http_body::Body for StreamedBody {
                 }
                 Ok(0) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(Error::upstream_broken(
+                    return Poll::Ready(Some(Err(Error::body_broken(
                         "origin closed the connection mid-body",
                     ))));
                 }
                 Ok(_) => {}
                 Err(e) => {
                     this.conn = None;
-                    return Poll::Ready(Some(Err(Error::upstream_broken(
+                    return Poll::Ready(Some(Err(Error::body_broken(
                         "origin body failed mid-stream",
                     )
                     .with_cause(e))));

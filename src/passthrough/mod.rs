@@ -1,0 +1,108 @@
+//! Pass-through: `GET`/`HEAD /{path}` streamed from the origin to the client.
+//!
+//! The request's headers go to the origin less hop-by-hop ones (so Range,
+//! If-Range, If-None-Match, If-Modified-Since and Accept-Encoding are
+//! forwarded), the origin's status and headers come back the same way, and
+//! the body is handed to hyper chunk by chunk: hyper only polls for the next
+//! chunk once the previous one was written, so a slow client slows the
+//! origin read instead of growing memory. Content coding is the only
+//! transformation ([`crate::encoding`]).
+
+use std::time::Instant;
+
+use http::{Method, Response};
+
+use crate::body::Body;
+use crate::budget::MemoryBudget;
+use crate::context::RequestContext;
+use crate::encoding::{self, AcceptEncoding};
+use crate::error::{Error, ErrorKind, Result};
+use crate::headers;
+use crate::origin::{Origin, OriginRequest};
+use crate::service::{ClientRequest, Service};
+use crate::splice::ConnPipe;
+use crate::zip::{self, ZipService};
+
+/// Pass-through, built once at start-up.
+pub struct PassthroughService {
+    origin: Origin,
+    /// Content-coding codecs reserve their memory here.
+    budget: MemoryBudget,
+    /// An origin response carrying a mod_zip manifest is handed here.
+    zip: ZipService,
+}
+
+impl PassthroughService {
+    pub fn new(origin: Origin, budget: MemoryBudget, zip: ZipService) -> Self {
+        PassthroughService {
+            origin,
+            budget,
+            zip,
+        }
+    }
+}
+
+impl Service for PassthroughService {
+    async fn serve(&self, req: ClientRequest, ctx: &mut RequestContext) -> Result<Response<Body>> {
+        let method = req.method().clone();
+        if method != Method::GET && method != Method::HEAD {
+            return Err(Error::new(
+                ErrorKind::MethodNotAllowed,
+                "only GET and HEAD are proxied",
+            ));
+        }
+        let accept = AcceptEncoding::from_headers(req.headers());
+        let pipe = ConnPipe::for_request(&req);
+        let (parts, _no_body) = req.into_parts();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let archive_conditionals = zip::conditional_headers(&parts.headers);
+        let origin_request = OriginRequest {
+            method: method.clone(),
+            path_and_query,
+            headers: headers::to_origin(
+                parts.headers,
+                parts.version,
+                ctx.client_ip,
+                &ctx.request_id,
+            ),
+        };
+
+        let asked = Instant::now();
+        let fetched = self
+            .origin
+            .fetch_passthrough(origin_request, pipe.is_some())
+            .await;
+        ctx.upstream = Some(asked.elapsed());
+        let upstream = fetched?;
+        // nginx mod_zip compatibility: the body is a manifest; answer with the zip.
+        if method == Method::GET && zip::wants_archive(upstream.status, &upstream.headers) {
+            return self
+                .zip
+                .serve_mod_zip(upstream.into_origin_response(), &archive_conditionals)
+                .await;
+        }
+
+        let mut headers = headers::to_client(upstream.headers, parts.version);
+        let recode = encoding::negotiate(
+            upstream.status,
+            &accept,
+            &mut headers,
+            method == Method::HEAD,
+            &self.budget,
+        )?;
+        // A body that goes out unchanged may be spliced: it never enters user space.
+        let body = if recode.is_unchanged() {
+            upstream.body.into_body(pipe.as_ref())
+        } else {
+            recode.apply(upstream.body.into_body(None))
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = upstream.status;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+}

@@ -1,0 +1,458 @@
+//! HTTP side of bulk download: `POST /zip` with a JSON manifest, and the
+//! mod_zip hand-off from pass-through (an origin response carrying
+//! `X-Archive-Files: zip`). Both read a bounded manifest, check the limits
+//! before the first byte, choose the response shape (chunked, or
+//! Content-Length with Range/If-Range when the archive's length is known)
+//! and start a [`Download`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{
+    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+
+use super::archive::{self, ArchiveConfig, Download};
+use super::manifest::{self, ArchivePlan, ManifestLimits};
+use super::scheduler::SchedulerConfig;
+use super::writer::DosDateTime;
+use crate::body::{self, Body};
+use crate::budget::{Growing, MemoryBudget, Reservation};
+use crate::conditional::{self, Decision, Validators};
+use crate::context::RequestContext;
+use crate::error::{Error, ErrorKind, ErrorSource, Result};
+use crate::headers::content_disposition;
+use crate::image::http::options::Presets;
+use crate::image::run::Processor;
+use crate::origin::{Origin, OriginResponse};
+use crate::service::{ClientRequest, Service};
+use crate::upload::{self, Pace, UploadLimits};
+
+pub const X_ARCHIVE_FILES: HeaderName = HeaderName::from_static("x-archive-files");
+
+/// Everything bulk download is built from (`--zip-*`, and the upload pace).
+#[derive(Debug, Clone, Copy)]
+pub struct ZipSettings {
+    /// Entries fetched at once per download, counting the one being written.
+    pub prefetch: usize,
+    /// Bytes buffered per prefetched entry.
+    pub entry_buffer: u64,
+    pub max_entries: usize,
+    pub max_manifest_bytes: u64,
+    pub max_archive_bytes: u64,
+    /// How slowly a `POST /zip` manifest may arrive.
+    pub upload: Pace,
+}
+
+/// Bulk download, built once at start-up. Cheap to clone.
+#[derive(Clone)]
+pub struct ZipService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: ZipSettings,
+    origin: Origin,
+    budget: MemoryBudget,
+    /// Makes processed entries (manifest `options`/`variants`).
+    processor: Arc<Processor>,
+    presets: Presets,
+    /// One large manifest is planned at a time; see [`LARGE_MANIFEST`].
+    large_plans: tokio::sync::Semaphore,
+}
+
+/// Manifests above this many bytes are planned one at a time. Their plans
+/// grow in the budget without waiting (waiting while holding would be
+/// hold-and-wait), so several large plans growing at once could each
+/// take part of the room and all fail; one at a time, the first gets the
+/// room and the others find what it gave back. The manifest is already
+/// read whole here, so a slow uploader never holds this gate. Small
+/// manifests (planned in microseconds) do not queue behind a large one.
+const LARGE_MANIFEST: usize = 1 << 20;
+
+impl ZipService {
+    pub fn new(
+        settings: ZipSettings,
+        origin: Origin,
+        budget: MemoryBudget,
+        processor: Arc<Processor>,
+        presets: Presets,
+    ) -> Self {
+        ZipService {
+            inner: Arc::new(Inner {
+                settings,
+                origin,
+                budget,
+                processor,
+                presets,
+                large_plans: tokio::sync::Semaphore::new(1),
+            }),
+        }
+    }
+}
+
+/// `POST /zip`.
+impl Service for ZipService {
+    async fn serve(&self, req: ClientRequest, _ctx: &mut RequestContext) -> Result<Response<Body>> {
+        if req.method() != Method::POST {
+            return Err(Error::new(
+                ErrorKind::MethodNotAllowed,
+                "POST a JSON manifest to /zip",
+            ));
+        }
+        let z = &self.inner;
+        let max = z.settings.max_manifest_bytes;
+        let (parts, body) = req.into_parts();
+        let limits = UploadLimits {
+            max_bytes: max,
+            pace: Some(z.settings.upload),
+        };
+        let (bytes, held) = upload::read(
+            body,
+            content_length(&parts.headers),
+            limits,
+            &z.budget,
+            || manifest_too_large(max),
+            upload::client_body_error,
+        )
+        .await?;
+        let manifest_limits = self.limits();
+        let presets = z.presets.clone();
+        let planned = plan_off_the_reactor(z, bytes, held, move |bytes, meter| {
+            manifest::parse_json(bytes, manifest_limits, &presets, meter)
+        })
+        .await?;
+        self.answer_post(planned, &parts.headers)
+    }
+}
+
+impl ZipService {
+    fn answer_post(&self, planned: Planned, request_headers: &HeaderMap) -> Result<Response<Body>> {
+        let file_name = planned
+            .plan
+            .file_name
+            .clone()
+            .unwrap_or_else(|| "download.zip".into());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_DISPOSITION,
+            content_disposition("attachment", &file_name),
+        );
+        // Range applies to GET; sluice honours it on POST /zip too so that a
+        // client can resume a known-size archive. Caching validators do not.
+        let mut conditionals = conditional_headers(request_headers);
+        conditionals.remove(IF_NONE_MATCH);
+        conditionals.remove(IF_MODIFIED_SINCE);
+        self.respond(planned, &conditionals, headers)
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<u64>().ok())
+}
+
+/// A parsed plan, with what it holds counted, and the facts about it that
+/// take a pass over every entry.
+struct Planned {
+    plan: ArchivePlan,
+    known_length: Option<u64>,
+    /// The ETag of a known-size archive.
+    etag: Option<String>,
+    held: Reservation,
+}
+
+/// Parse a manifest and plan the archive on tokio's blocking pool: a
+/// 100,000-entry manifest is CPU work that must not stall the async
+/// threads (other requests, `/healthz`). The plan is counted in the budget
+/// as it grows, without waiting (the manifest's bytes are held meanwhile),
+/// and the manifest's own bytes are released as soon as it is parsed.
+async fn plan_off_the_reactor(
+    z: &Inner,
+    bytes: Bytes,
+    manifest_held: Reservation,
+    parse: impl FnOnce(&[u8], manifest::PlanMeter<'_>) -> Result<ArchivePlan> + Send + 'static,
+) -> Result<Planned> {
+    let budget = z.budget.clone();
+    let _turn = if bytes.len() > LARGE_MANIFEST {
+        Some(
+            z.large_plans
+                .acquire()
+                .await
+                .map_err(|e| Error::internal("manifest planning gate closed").with_cause(e))?,
+        )
+    } else {
+        None
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut held = Growing::new(&budget, Reservation::empty());
+        let mut meter = |bytes: u64| held.grow_to(bytes, 1 << 20);
+        let plan = parse(&bytes, &mut meter);
+        drop(bytes);
+        drop(manifest_held);
+        let plan = plan?;
+        let known_length = archive::known_length(&plan);
+        let etag = known_length.map(|len| archive_etag(&plan, len));
+        let mut held = held;
+        let heap: u64 = plan.entries.iter().map(|e| e.heap_bytes()).sum();
+        held.shrink_to(
+            (plan.entries.capacity() * std::mem::size_of::<manifest::PlannedEntry>()) as u64 + heap,
+        );
+        Ok(Planned {
+            plan,
+            known_length,
+            etag,
+            held: held.into_reservation(),
+        })
+    })
+    .await
+    .map_err(|e| Error::internal("manifest planning failed").with_cause(e))?
+}
+
+/// The request headers a known-size archive evaluates (kept before the
+/// request's headers move on to the origin).
+pub fn conditional_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for h in [RANGE, IF_RANGE, IF_NONE_MATCH, IF_MODIFIED_SINCE] {
+        if let Some(v) = headers.get(&h) {
+            out.insert(h, v.clone());
+        }
+    }
+    out
+}
+
+/// Does a pass-through origin response ask for an archive (nginx mod_zip's
+/// `X-Archive-Files: zip`)?
+pub fn wants_archive(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::OK
+        && headers
+            .get(X_ARCHIVE_FILES)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zip"))
+}
+
+impl ZipService {
+    /// Answer a GET whose origin response is a mod_zip manifest with the zip it
+    /// describes. The origin's other headers (Content-Disposition, caching,
+    /// cookies) are kept.
+    pub async fn serve_mod_zip(
+        &self,
+        upstream: OriginResponse,
+        request_headers: &HeaderMap,
+    ) -> Result<Response<Body>> {
+        let z = &self.inner;
+        let max = z.settings.max_manifest_bytes;
+        let limits = UploadLimits {
+            max_bytes: max,
+            pace: None,
+        };
+        let (bytes, held) = upload::read(
+            upstream.body,
+            content_length(&upstream.headers),
+            limits,
+            &z.budget,
+            || manifest_too_large(max).from_side(ErrorSource::Upstream),
+            |e| e,
+        )
+        .await?;
+        let manifest_limits = self.limits();
+        let mut planned = plan_off_the_reactor(z, bytes, held, move |bytes, meter| {
+            manifest::parse_mod_zip(bytes, manifest_limits, meter)
+                .map_err(|e| e.from_side(ErrorSource::Upstream))
+        })
+        .await?;
+        planned.plan.modified = upstream
+            .headers
+            .get(LAST_MODIFIED)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| httpdate::parse_http_date(s).ok())
+            .map(DosDateTime::from_system_time);
+        if let Some(len) = planned.known_length {
+            planned.etag = Some(archive_etag(&planned.plan, len));
+        }
+        let mut headers = crate::headers::to_client(upstream.headers, http::Version::HTTP_11);
+        for h in [
+            CONTENT_LENGTH,
+            CONTENT_TYPE,
+            http::header::CONTENT_ENCODING,
+            CONTENT_RANGE,
+            ACCEPT_RANGES,
+            ETAG,
+            LAST_MODIFIED,
+            X_ARCHIVE_FILES,
+            HeaderName::from_static("x-archive-charset"),
+        ] {
+            headers.remove(h);
+        }
+        if !headers.contains_key(CONTENT_DISPOSITION) {
+            headers.insert(
+                CONTENT_DISPOSITION,
+                content_disposition("attachment", "download.zip"),
+            );
+        }
+        self.respond(planned, request_headers, headers)
+    }
+
+    fn limits(&self) -> ManifestLimits {
+        ManifestLimits {
+            max_entries: self.inner.settings.max_entries,
+        }
+    }
+
+    fn archive_config(&self) -> ArchiveConfig {
+        let s = &self.inner.settings;
+        ArchiveConfig {
+            scheduler: SchedulerConfig {
+                prefetch: s.prefetch.max(1),
+                buffer_bytes: s.entry_buffer.max(1),
+                max_resumes: 3,
+            },
+            max_archive_bytes: s.max_archive_bytes,
+        }
+    }
+
+    fn respond(
+        &self,
+        planned: Planned,
+        request_headers: &HeaderMap,
+        mut headers: HeaderMap,
+    ) -> Result<Response<Body>> {
+        let config = self.archive_config();
+        let too_large = || {
+            Error::new(
+                ErrorKind::Unprocessable,
+                format!(
+                    "archive would be larger than {} bytes (--zip-max-archive-bytes)",
+                    config.max_archive_bytes
+                ),
+            )
+        };
+        let Planned {
+            plan,
+            known_length,
+            etag,
+            held: plan_reservation,
+        } = planned;
+        if plan.declared_bytes() > config.max_archive_bytes {
+            return Err(too_large());
+        }
+
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+        let mut status = StatusCode::OK;
+        let mut range = None;
+        match (known_length, etag) {
+            (Some(len), Some(etag)) => {
+                if len > config.max_archive_bytes {
+                    return Err(too_large());
+                }
+                headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                if let Ok(v) = HeaderValue::from_str(&etag) {
+                    headers.insert(ETAG, v);
+                }
+                let validators = Validators {
+                    etag,
+                    last_modified: None,
+                };
+                let body_len = match conditional::evaluate(request_headers, &validators, len) {
+                    Decision::Full => len,
+                    Decision::Partial { start, end } => {
+                        status = StatusCode::PARTIAL_CONTENT;
+                        range = Some((start, end));
+                        insert(
+                            &mut headers,
+                            CONTENT_RANGE,
+                            format!("bytes {start}-{end}/{len}"),
+                        );
+                        end - start + 1
+                    }
+                    Decision::NotModified => {
+                        headers.remove(CONTENT_TYPE);
+                        return Ok(bodiless(StatusCode::NOT_MODIFIED, headers));
+                    }
+                    Decision::Unsatisfiable => {
+                        insert(&mut headers, CONTENT_RANGE, format!("bytes */{len}"));
+                        headers.remove(CONTENT_TYPE);
+                        return Ok(bodiless(StatusCode::RANGE_NOT_SATISFIABLE, headers));
+                    }
+                };
+                insert(&mut headers, CONTENT_LENGTH, body_len.to_string());
+            }
+            _ => {
+                headers.insert(ACCEPT_RANGES, HeaderValue::from_static("none"));
+            }
+        }
+        let download = Download {
+            origin: self.inner.origin.clone(),
+            budget: self.inner.budget.clone(),
+            processor: self.inner.processor.clone(),
+            config,
+            plan,
+            range,
+            plan_reservation,
+        };
+        let mut response = Response::new(download.into_body());
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+}
+
+fn manifest_too_large(max: u64) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        format!("manifest larger than {max} bytes (--zip-max-manifest-bytes)"),
+    )
+}
+
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(name, v);
+    }
+}
+
+fn bodiless(status: StatusCode, headers: HeaderMap) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+/// A strong validator of a known-size archive: every byte of it follows
+/// from names, sizes, CRCs and times, so a hash of those identifies it.
+fn archive_etag(plan: &ArchivePlan, len: u64) -> String {
+    let mut h = crc32fast::Hasher::new();
+    let mut h2 = crc32fast::Hasher::new_with_initial(0x5bd1_e995);
+    for e in &plan.entries {
+        let (size, crc) = match e.declared {
+            super::writer::Sizes::Known { size, crc32 } => (size, crc32),
+            other => (other.length().unwrap_or(0), 0),
+        };
+        let t = e.modified.or(plan.modified).unwrap_or(DosDateTime::EPOCH);
+        for hasher in [&mut h, &mut h2] {
+            hasher.update(e.name.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(&size.to_le_bytes());
+            hasher.update(&crc.to_le_bytes());
+            hasher.update(&t.date.to_le_bytes());
+            hasher.update(&t.time.to_le_bytes());
+        }
+    }
+    format!("\"z{:08x}{:08x}-{len:x}\"", h.finalize(), h2.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mod_zip_responses_are_recognised() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_archive(StatusCode::OK, &h));
+        h.insert(X_ARCHIVE_FILES, HeaderValue::from_static("ZIP"));
+        assert!(wants_archive(StatusCode::OK, &h));
+        assert!(!wants_archive(StatusCode::NOT_FOUND, &h));
+    }
+}
