@@ -23,7 +23,7 @@ if [[ ${1:-} == --clean ]]; then rm -rf "$out"; fi
 mkdir -p "$out" "$src"
 
 for tool in vips vipsthumbnail vipsheader python3 dpkg-deb apt-get; do
-    command -v "$tool" >/dev/null || { echo "corpus: missing $tool (see docs/ci-data.txt)" >&2; exit 1; }
+    command -v "$tool" >/dev/null || { echo "corpus: missing $tool (see docs/development.md)" >&2; exit 1; }
 done
 
 # ---- fetch the source photos from the Debian archive ----

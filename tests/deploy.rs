@@ -3,12 +3,15 @@
 //! - `deploy/check.sh` lints the Dockerfile, renders every kustomize overlay
 //!   with `kubectl kustomize`, validates the output offline against the
 //!   Kubernetes schemas and checks the promises the manifests make. Its tools
-//!   are listed in docs/ci-deploy.txt; a missing tool fails the test loudly.
+//!   are listed in docs/deploy.md ("Checking the manifests"); a missing tool
+//!   fails the test loudly.
 //! - The same script must reject manifests that break those promises.
-//! - Every flag of `sluice --help` appears in README.md's section headed
-//!   "Configuration reference", so the docs cannot drift from the clap structs.
+//! - Every flag of `sluice --help` appears in docs/configuration.md's section
+//!   headed "Configuration reference", so the docs cannot drift from the clap
+//!   structs.
 //! - `sluice health`, which the image's HEALTHCHECK runs, exits 0 only on a
 //!   2xx answer, against a real sluice and against origins that misbehave.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -42,7 +45,7 @@ fn describe(out: &Output) -> String {
 fn fail_if_tools_missing(out: &Output) {
     if out.status.code() == Some(3) {
         panic!(
-            "deploy/check.sh cannot run: a tool is missing (install what docs/ci-deploy.txt lists)\n{}",
+            "deploy/check.sh cannot run: a tool is missing (install what docs/deploy.md lists under \"Checking the manifests\")\n{}",
             describe(out)
         );
     }
@@ -169,12 +172,15 @@ fn help_flags() -> Vec<String> {
     flags
 }
 
-/// The text of README.md's section headed "Configuration reference", up to
-/// the next heading of the same or a higher level.
-fn configuration_reference(readme: &str) -> Option<String> {
+/// Where the configuration reference lives.
+const CONFIGURATION_DOC: &str = "docs/configuration.md";
+
+/// The text of the section headed "Configuration reference" in a markdown
+/// document, up to the next heading of the same or a higher level.
+fn configuration_reference(doc: &str) -> Option<String> {
     let mut level = None;
     let mut section = String::new();
-    for line in readme.lines() {
+    for line in doc.lines() {
         let hashes = line.chars().take_while(|c| *c == '#').count();
         let is_heading = hashes > 0 && line[hashes..].starts_with(' ');
         match level {
@@ -208,21 +214,22 @@ fn names_flag(text: &str, flag: &str) -> bool {
 }
 
 #[test]
-fn readme_configuration_reference_lists_every_flag() {
+fn configuration_reference_lists_every_flag() {
     let flags = help_flags();
     assert!(
         flags.iter().any(|f| f == "--memory-budget"),
         "could not read the flags from --help: {flags:?}"
     );
-    let readme_path = repo().join("README.md");
-    let readme = std::fs::read_to_string(&readme_path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", readme_path.display()));
-    let section = configuration_reference(&readme)
-        .expect("README.md has no section headed \"Configuration reference\"");
+    let doc_path = repo().join(CONFIGURATION_DOC);
+    let doc = std::fs::read_to_string(&doc_path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", doc_path.display()));
+    let section = configuration_reference(&doc).unwrap_or_else(|| {
+        panic!("{CONFIGURATION_DOC} has no section headed \"Configuration reference\"")
+    });
     let missing: Vec<&String> = flags.iter().filter(|f| !names_flag(&section, f)).collect();
     assert!(
         missing.is_empty(),
-        "README.md's Configuration reference does not mention {missing:?} (every flag of `sluice --help` must appear there)"
+        "{CONFIGURATION_DOC}'s Configuration reference does not mention {missing:?} (every flag of `sluice --help` must appear there)"
     );
 }
 
@@ -231,8 +238,8 @@ fn flag_lookup_is_by_whole_name() {
     assert!(names_flag("| `--listen` | x |", "--listen"));
     assert!(!names_flag("| `--admin-listen` |", "--listen"));
     assert!(!names_flag("--listen-backlog", "--listen"));
-    let readme = "# sluice\n## Configuration reference\n`--listen`\n### Env\n`--origin`\n## Deploy\n`--memory-budget`\n";
-    let section = configuration_reference(readme).expect("section");
+    let doc = "# Configuration\n## Configuration reference\n`--listen`\n### Env\n`--origin`\n## Subcommands\n`--memory-budget`\n";
+    let section = configuration_reference(doc).expect("section");
     assert!(names_flag(&section, "--listen") && names_flag(&section, "--origin"));
     assert!(!names_flag(&section, "--memory-budget"));
     assert!(configuration_reference("# sluice\n## Usage\n").is_none());

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Calibration of the memory estimate (src/image/estimate.rs): runs the
+# Calibration of the memory estimate (src/image/plan/estimate.rs): runs the
 # pipeline (examples/process.rs, jemalloc) once per file and option string,
 # one process each, and prints the job's estimate next to the process's
 # peak growth while processing (VmHWM), then how many estimates fell short.

@@ -13,7 +13,7 @@
 # PSNR: sluice's output (PNG, same options) vs vipsthumbnail (PNG) per file.
 #
 #   bench/img/run.sh            (DURATION=20 REPEATS=1 BUDGET=256MiB)
-# Needs: see docs/ci-img.txt (wrk, nginx + image_filter module, libvips-tools,
+# Needs: see docs/benchmarks.md (wrk, nginx + image_filter module, libvips-tools,
 # imagemagick's compare, bench/.venv with thumbor, bench/corpus.sh run once).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"

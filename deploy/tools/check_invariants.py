@@ -28,7 +28,7 @@ import sys
 import yaml
 
 # The per-connection and baseline terms of the memory arithmetic. They are
-# measured by deploy/tools/connection_memory.py (see docs/readme-deploy.md);
+# measured by deploy/tools/connection_memory.py (see docs/deploy.md);
 # change them here and in the MEMORY_LIMIT_ARITHMETIC comments together.
 STREAMING_KIB_PER_CONNECTION = 384
 BASELINE_MIB = 64
