@@ -386,8 +386,12 @@ impl Fetch {
                     }
                 }
                 Some(Err(e)) => {
-                    let can_resume =
-                        delivered > 0 && skip == 0 && resumes < self.config.max_resumes;
+                    // The error's own retry decision first (a broken or
+                    // stalled body may be resumed; a refusal may not).
+                    let can_resume = e.may_retry(false)
+                        && delivered > 0
+                        && skip == 0
+                        && resumes < self.config.max_resumes;
                     let Some(how) = resumable.as_ref().filter(|_| can_resume) else {
                         let _ = tx.send(Err(e)).await;
                         return;

@@ -17,8 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
 
-/// Why a heap profiling request could not be carried out.
+/// Why a heap profiling request could not be carried out. (Without the
+/// `heap-profiling` feature only `Unavailable` is ever made.)
 #[derive(Debug)]
+#[cfg_attr(not(feature = "heap-profiling"), allow(dead_code))]
 pub enum HeapError {
     /// This process cannot profile its heap (feature off, or `prof:false`).
     Unavailable(&'static str),

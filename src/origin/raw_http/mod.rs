@@ -31,7 +31,7 @@ use tokio::net::TcpStream;
 
 use super::{OriginRequest, Timeouts};
 use crate::body::{Body, IdleTimeout};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, RetryType};
 use crate::splice::ConnPipe;
 use head::{Framing, Parsed};
 
@@ -156,13 +156,6 @@ impl RawBody {
     }
 }
 
-/// Why reading a head failed, and whether a retry on a new connection may help.
-struct HeadFailure {
-    error: Error,
-    /// Nothing was received: a stale pooled connection looks like this.
-    nothing_received: bool,
-}
-
 impl RawHttp {
     /// `authority` as in the origin URL; port 80 when it names none.
     pub fn new(authority: &str, host: HeaderValue, base_path: String, timeouts: Timeouts) -> Self {
@@ -195,14 +188,14 @@ impl RawHttp {
         let exchange = async {
             if let Some(stream) = self.pool.take() {
                 match self.exchange(stream, &head, &req.method).await {
-                    Err(f) if f.nothing_received => {} // stale: try a new connection
-                    other => return other.map_err(|f| f.error),
+                    // The error's retry decision (ReusedOnly: nothing came
+                    // back, as from a stale pooled connection): try a new one.
+                    Err(e) if e.may_retry(true) => {}
+                    other => return other,
                 }
             }
             let stream = self.connect().await?;
-            self.exchange(stream, &head, &req.method)
-                .await
-                .map_err(|f| f.error)
+            self.exchange(stream, &head, &req.method).await
         };
         match tokio::time::timeout(limit, exchange).await {
             Ok(result) => result,
@@ -237,11 +230,18 @@ impl RawHttp {
         mut stream: TcpStream,
         request: &[u8],
         method: &Method,
-    ) -> std::result::Result<RawResponse, HeadFailure> {
-        let closed = |e: std::io::Error, nothing_received| HeadFailure {
-            error: Error::connect_failed("origin closed the connection before responding")
-                .with_cause(e),
-            nothing_received,
+    ) -> Result<RawResponse> {
+        // Closed before any byte of a response: what a pooled connection
+        // the origin dropped while idle looks like, so a retry on a new
+        // connection may help (ReusedOnly); after some bytes it may not.
+        let closed = |e: std::io::Error, nothing_received: bool| {
+            Error::connect_failed("origin closed the connection before responding")
+                .with_cause(e)
+                .retry(if nothing_received {
+                    RetryType::ReusedOnly
+                } else {
+                    RetryType::Never
+                })
         };
         stream
             .write_all(request)
@@ -251,12 +251,7 @@ impl RawHttp {
         let mut interim = false;
         loop {
             match head::parse(&buf, method) {
-                Err(error) => {
-                    return Err(HeadFailure {
-                        error,
-                        nothing_received: false,
-                    })
-                }
+                Err(error) => return Err(error.retry(RetryType::Never)),
                 Ok(Parsed::Interim(len)) => {
                     buf.advance(len);
                     interim = true;
@@ -282,10 +277,9 @@ impl RawHttp {
                 Ok(Parsed::Partial) => {}
             }
             if buf.len() >= head::MAX_HEAD {
-                return Err(HeadFailure {
-                    error: Error::invalid_response("origin's response head exceeds 64 KiB"),
-                    nothing_received: false,
-                });
+                return Err(Error::invalid_response(
+                    "origin's response head exceeds 64 KiB",
+                ));
             }
             buf.reserve(8 * 1024);
             let nothing = buf.is_empty() && !interim;
