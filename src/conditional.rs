@@ -14,6 +14,11 @@ pub struct Validators {
     /// A strong entity tag, quoted (`"5f1-3a"`).
     pub etag: String,
     pub last_modified: Option<SystemTime>,
+    /// Another entity tag and date that If-Range accepts (If-Range only,
+    /// not If-None-Match or If-Modified-Since): for a mod_zip archive, the
+    /// manifest response's `ETag` and `Last-Modified`, as mod_zip accepts them.
+    pub if_range_etag: Option<String>,
+    pub if_range_modified: Option<SystemTime>,
 }
 
 /// What to send for a GET/HEAD, after the conditionals were evaluated.
@@ -63,12 +68,16 @@ pub fn evaluate(headers: &HeaderMap, v: &Validators, len: u64) -> Decision {
 fn if_range_holds(if_range: &str, v: &Validators) -> bool {
     if if_range.starts_with('"') || if_range.starts_with("W/") {
         // If-Range needs a strong match.
-        return !if_range.starts_with("W/") && if_range == v.etag;
+        return !if_range.starts_with("W/")
+            && (if_range == v.etag || v.if_range_etag.as_deref() == Some(if_range));
     }
-    match (httpdate::parse_http_date(if_range), v.last_modified) {
-        (Ok(date), Some(lm)) => truncate_to_secs(lm) == date,
-        _ => false,
-    }
+    let Ok(date) = httpdate::parse_http_date(if_range) else {
+        return false;
+    };
+    [v.last_modified, v.if_range_modified]
+        .into_iter()
+        .flatten()
+        .any(|lm| truncate_to_secs(lm) == date)
 }
 
 fn truncate_to_secs(t: SystemTime) -> SystemTime {
@@ -148,6 +157,8 @@ mod tests {
         Validators {
             etag: "\"abc\"".into(),
             last_modified: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            if_range_etag: None,
+            if_range_modified: None,
         }
     }
 

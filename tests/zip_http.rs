@@ -493,6 +493,141 @@ async fn mod_zip_manifests_from_the_origin_become_archives() {
     check_all(&file);
 }
 
+/// Manifests written the way mod_zip's own test suite writes them
+/// (t/nginx/html/zip-empty-dirs.txt and friends): runs of spaces, `0` as a
+/// directory's CRC, `@directory` entries, upper-case CRCs, a location
+/// without a leading `/`, CRLF and CR line ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mod_zip_manifests_as_mod_zip_writes_them() {
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let crc = |n: usize| format!("{:08X}", crc32fast::hash(&pattern_vec(n)));
+    origin.add_manifest(
+        "suite",
+        &format!(
+            "{}   24 /bytes/24 file1.txt\r\n0        0  @directory empty_dir1/\r\n\
+             {} 25  bytes/25   file 2.txt\r0 0 @directory a/b/\n\n",
+            crc(24),
+            crc(25)
+        ),
+    );
+    let got = collect(
+        client()
+            .get(sluice.url("/manifest/suite"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got.status, 200);
+    let zip = got.body.unwrap();
+    // Every size and CRC is known: a fixed length, as mod_zip sends.
+    assert_eq!(
+        got.headers["content-length"],
+        zip.len().to_string().as_str()
+    );
+    let file = temp_file("http-modzip-suite", &zip);
+    let listed = check_all(&file);
+    let names: Vec<&str> = listed.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["file1.txt", "empty_dir1/", "file 2.txt", "a/b/"]);
+    assert_eq!(listed[2].size, 25);
+    // The directories are directories to a reader (mode and DOS bit), not
+    // empty files.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\n\
+             for i in zipfile.ZipFile(sys.argv[1]).infolist():\n\
+             \x20   print(i.filename, i.is_dir(), oct(i.external_attr >> 16), i.external_attr & 0x10)",
+        )
+        .arg(&*file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("empty_dir1/ True 0o40755 16"), "{text}");
+    assert!(text.contains("file1.txt False 0o100644 0"), "{text}");
+    // A directory in the middle still lets a range be served.
+    let part = collect(
+        client()
+            .get(sluice.url("/manifest/suite"))
+            .header("range", "bytes=10-200")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body.unwrap(), &zip[10..=200]);
+}
+
+/// A manifest stored as a static file (nginx, S3) answers a client's Range
+/// itself: 206 with a slice of the manifest, or 416 for an offset past its
+/// few hundred bytes. The Range is for the archive, so sluice must fetch
+/// the whole manifest and apply the Range to the zip; and If-Range may
+/// carry the manifest's own validators (ETag, Last-Modified), as mod_zip
+/// accepts them, as well as the archive's ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_an_archive_whose_manifest_is_a_static_file() {
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let crc = |n: usize| format!("{:08x}", crc32fast::hash(&pattern_vec(n)));
+    origin.add_manifest(
+        "static",
+        &format!(
+            "{} 300000 /bytes/300000 a.bin\n{} 200000 /bytes/200000 b.bin\n",
+            crc(300_000),
+            crc(200_000)
+        ),
+    );
+    let url = sluice.url("/static-manifest/static");
+    let whole = collect(client().get(&url).send().await.unwrap()).await;
+    assert_eq!(whole.status, 200);
+    let zip = whole.body.unwrap();
+    let archive_etag = whole.headers["etag"].to_str().unwrap().to_string();
+    check_all(&temp_file("static-manifest", &zip));
+    // Past the manifest's end (416 from the origin) and inside it (206).
+    for from in [400_000usize, 10] {
+        let part = collect(
+            client()
+                .get(&url)
+                .header("range", format!("bytes={from}-"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(part.status, 206, "from {from}");
+        assert_eq!(part.body.unwrap(), &zip[from..], "from {from}");
+    }
+    // If-Range with the archive's ETag, the manifest's ETag or its
+    // Last-Modified resumes; a stale validator gets the whole archive.
+    for (validator, resumed) in [
+        (archive_etag.as_str(), true),
+        ("\"static-72\"", true),
+        ("Tue, 14 Nov 2023 22:13:20 GMT", true),
+        ("\"something-else\"", false),
+    ] {
+        let part = collect(
+            client()
+                .get(&url)
+                .header("range", "bytes=250000-")
+                .header("if-range", validator)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let (status, body) = (part.status, part.body.unwrap());
+        if resumed {
+            assert_eq!(status, 206, "{validator}");
+            assert_eq!(body, &zip[250_000..], "{validator}");
+        } else {
+            assert_eq!(status, 200, "{validator}");
+            assert_eq!(body, zip, "{validator}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_than_65535_entries() {
     let origin = ZipOrigin::start().await;

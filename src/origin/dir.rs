@@ -84,6 +84,8 @@ impl DirOrigin {
         let validators = Validators {
             etag: format!("\"{mtime_secs:x}-{len:x}\""),
             last_modified: modified,
+            if_range_etag: None,
+            if_range_modified: None,
         };
 
         let mut headers = HeaderMap::new();

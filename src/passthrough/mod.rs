@@ -10,7 +10,8 @@
 
 use std::time::Instant;
 
-use http::{Method, Response};
+use http::header::{IF_RANGE, RANGE};
+use http::{Method, Response, StatusCode};
 
 use crate::body::Body;
 use crate::budget::MemoryBudget;
@@ -18,7 +19,7 @@ use crate::context::RequestContext;
 use crate::encoding::{self, AcceptEncoding};
 use crate::error::{Error, ErrorKind, Result};
 use crate::headers;
-use crate::origin::{Origin, OriginRequest};
+use crate::origin::{Origin, OriginRequest, PassResponse};
 use crate::service::{ClientRequest, Service};
 use crate::splice::ConnPipe;
 use crate::zip::{self, ZipService};
@@ -71,13 +72,25 @@ impl Service for PassthroughService {
             ),
         };
 
+        // A client's Range may be meant for an archive; see `whole_manifest`.
+        let unranged =
+            (method == Method::GET && origin_request.headers.contains_key(RANGE)).then(|| {
+                let mut plain = origin_request.clone();
+                plain.headers.remove(RANGE);
+                plain.headers.remove(IF_RANGE);
+                plain
+            });
         let asked = Instant::now();
         let fetched = self
             .origin
             .fetch_passthrough(origin_request, pipe.is_some())
             .await;
+        let upstream = match (fetched, unranged) {
+            (Ok(upstream), Some(plain)) => self.whole_manifest(upstream, plain).await,
+            (fetched, _) => fetched,
+        };
         ctx.upstream = Some(asked.elapsed());
-        let upstream = fetched?;
+        let upstream = upstream?;
         // nginx mod_zip compatibility: the body is a manifest; answer with the zip.
         if method == Method::GET && zip::wants_archive(upstream.status, &upstream.headers) {
             return self
@@ -104,5 +117,44 @@ impl Service for PassthroughService {
         *response.status_mut() = upstream.status;
         *response.headers_mut() = headers;
         Ok(response)
+    }
+}
+
+impl PassthroughService {
+    /// A client's Range is for the archive, not for a mod_zip manifest. An
+    /// application that makes manifests ignores it, but an origin that
+    /// serves them as static files (nginx, S3) applies it to the manifest:
+    /// it answers 206 with a slice (nginx's `add_header X-Archive-Files`
+    /// still applies), or 416 for an offset past the manifest's few hundred
+    /// bytes (where that header is gone). Then the whole manifest is fetched
+    /// again without Range, and the Range goes to the archive. A 416 is
+    /// first checked with a HEAD: only a manifest is fetched again, any
+    /// other 416 goes to the client as it came.
+    async fn whole_manifest(
+        &self,
+        upstream: PassResponse,
+        plain: OriginRequest,
+    ) -> Result<PassResponse> {
+        let sliced = upstream.status == StatusCode::PARTIAL_CONTENT
+            && zip::names_a_manifest(&upstream.headers);
+        if !sliced {
+            if upstream.status != StatusCode::RANGE_NOT_SATISFIABLE {
+                return Ok(upstream);
+            }
+            let head = OriginRequest {
+                method: Method::HEAD,
+                ..plain.clone()
+            };
+            let is_manifest = self
+                .origin
+                .fetch(head)
+                .await
+                .is_ok_and(|probe| zip::wants_archive(probe.status, &probe.headers));
+            if !is_manifest {
+                return Ok(upstream);
+            }
+        }
+        drop(upstream);
+        self.origin.fetch_passthrough(plain, false).await
     }
 }

@@ -18,4 +18,4 @@ pub mod scheduler;
 pub mod service;
 pub mod writer;
 
-pub use service::{conditional_headers, wants_archive, ZipService, ZipSettings};
+pub use service::{conditional_headers, names_a_manifest, wants_archive, ZipService, ZipSettings};

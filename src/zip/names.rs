@@ -29,8 +29,10 @@ pub fn sanitize(requested: &str) -> Option<String> {
 
 /// Whether `name` is safe as it is: what [`sanitize`] or [`Namer`] may
 /// produce (components of at most 255 bytes, at most 4096 bytes in all).
+/// A directory entry's name is a safe name and one trailing `/`.
 pub fn is_safe(name: &str) -> bool {
-    sanitize_within(name, MAX_NAME).as_deref() == Some(name)
+    let path = name.strip_suffix('/').unwrap_or(name);
+    sanitize_within(path, MAX_NAME).as_deref() == Some(path)
 }
 
 fn sanitize_within(requested: &str, max_name: usize) -> Option<String> {

@@ -55,6 +55,8 @@ pub enum FetchJob {
         path_and_query: String,
         variants: Vec<VariantSpec>,
     },
+    /// An entry with no bytes and nothing to fetch (a directory).
+    Empty,
 }
 
 impl FetchJob {
@@ -65,6 +67,10 @@ impl FetchJob {
         let mut last_group = None;
         for e in entries {
             match &e.source {
+                EntrySource::Directory => {
+                    last_group = None;
+                    jobs.push(FetchJob::Empty);
+                }
                 EntrySource::Origin { path_and_query } => {
                     last_group = None;
                     jobs.push(FetchJob::Origin {
@@ -204,6 +210,19 @@ impl EntryScheduler {
             }
             let Some(job) = self.jobs.next() else { return };
             match job {
+                FetchJob::Empty => {
+                    let (tx, rx) = oneshot::channel();
+                    self.queue.push_back(rx);
+                    let (_, chunks) = mpsc::channel(1);
+                    let _ = tx.send(Ok(OpenedEntry {
+                        meta: EntryMeta {
+                            length: Some(0),
+                            ..EntryMeta::default()
+                        },
+                        chunks,
+                        _reservation: Reservation::empty(),
+                    }));
+                }
                 FetchJob::Origin {
                     path_and_query,
                     range,

@@ -6,6 +6,7 @@
 //! and start a [`Download`].
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{
@@ -163,6 +164,10 @@ struct Planned {
     known_length: Option<u64>,
     /// The ETag of a known-size archive.
     etag: Option<String>,
+    /// What If-Range also accepts: a mod_zip manifest response's `ETag`
+    /// and `Last-Modified` (see `conditional::Validators`).
+    manifest_etag: Option<String>,
+    manifest_modified: Option<SystemTime>,
     held: Reservation,
 }
 
@@ -206,6 +211,8 @@ async fn plan_off_the_reactor(
             plan,
             known_length,
             etag,
+            manifest_etag: None,
+            manifest_modified: None,
             held: held.into_reservation(),
         })
     })
@@ -228,10 +235,14 @@ pub fn conditional_headers(headers: &HeaderMap) -> HeaderMap {
 /// Does a pass-through origin response ask for an archive (nginx mod_zip's
 /// `X-Archive-Files: zip`)?
 pub fn wants_archive(status: StatusCode, headers: &HeaderMap) -> bool {
-    status == StatusCode::OK
-        && headers
-            .get(X_ARCHIVE_FILES)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zip"))
+    status == StatusCode::OK && names_a_manifest(headers)
+}
+
+/// Do these headers say the body is a mod_zip manifest, whatever the status?
+pub fn names_a_manifest(headers: &HeaderMap) -> bool {
+    headers
+        .get(X_ARCHIVE_FILES)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"zip"))
 }
 
 impl ZipService {
@@ -264,12 +275,17 @@ impl ZipService {
                 .map_err(|e| e.from_side(ErrorSource::Upstream))
         })
         .await?;
-        planned.plan.modified = upstream
+        planned.manifest_modified = upstream
             .headers
             .get(LAST_MODIFIED)
             .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok())
-            .map(DosDateTime::from_system_time);
+            .and_then(|s| httpdate::parse_http_date(s).ok());
+        planned.manifest_etag = upstream
+            .headers
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        planned.plan.modified = planned.manifest_modified.map(DosDateTime::from_system_time);
         if let Some(len) = planned.known_length {
             planned.etag = Some(archive_etag(&planned.plan, len));
         }
@@ -334,6 +350,8 @@ impl ZipService {
             plan,
             known_length,
             etag,
+            manifest_etag,
+            manifest_modified,
             held: plan_reservation,
         } = planned;
         if plan.declared_bytes() > config.max_archive_bytes {
@@ -355,6 +373,8 @@ impl ZipService {
                 let validators = Validators {
                     etag,
                     last_modified: None,
+                    if_range_etag: manifest_etag,
+                    if_range_modified: manifest_modified,
                 };
                 let body_len = match conditional::evaluate(request_headers, &validators, len) {
                     Decision::Full => len,

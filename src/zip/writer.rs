@@ -53,6 +53,9 @@ const FLAG_UTF8: u16 = 1 << 11;
 const MADE_BY: u16 = (3 << 8) | 45;
 /// Regular file, rw-r--r--, in the high 16 bits (Unix mode).
 const EXTERNAL_ATTRS: u32 = 0o100_644 << 16;
+/// A directory (a name ending in `/`): drwxr-xr-x, and the MS-DOS
+/// directory bit (0x10) in the low byte for readers that look there.
+const DIRECTORY_ATTRS: u32 = (0o040_755 << 16) | 0x10;
 
 /// Size of the output chunks the central directory is cut into.
 const OUT_CHUNK: usize = 64 * 1024;
@@ -277,7 +280,11 @@ impl CentralRecord {
         out.put_u16_le(0); // comment length
         out.put_u16_le(0); // disk number start
         out.put_u16_le(0); // internal attributes
-        out.put_u32_le(EXTERNAL_ATTRS);
+        out.put_u32_le(if self.name.ends_with('/') {
+            DIRECTORY_ATTRS
+        } else {
+            EXTERNAL_ATTRS
+        });
         out.put_u32_le(clamp32(self.offset));
         out.put_slice(self.name.as_bytes());
         if n > 0 {

@@ -16,6 +16,10 @@
 //! - `/slow/{n}`: 16 KiB every 50 ms.
 //! - `/status/{code}`: that status.
 //! - `/manifest/{key}`: a registered mod_zip manifest, `X-Archive-Files: zip`.
+//! - `/static-manifest/{key}`: the same manifest as nginx serves a static
+//!   file with `add_header X-Archive-Files zip`: it honours Range (206), a
+//!   range past its end gets 416 *without* the header (add_header applies
+//!   to 200 and 206 only), and it has an ETag and Last-Modified.
 //! - `/file/{path}`: a file of this repository under `samples/` or
 //!   `tests/data/` (real photos for processed entries), Content-Length set.
 //! - `/slow-file/{path}`: the same, 16 KiB every 50 ms.
@@ -237,6 +241,13 @@ async fn respond(
                 None => full(StatusCode::NOT_FOUND, b"no manifest".to_vec()),
             }
         }
+        "static-manifest" => {
+            let text = seen.lock().unwrap().manifests.get(seg[1]).cloned();
+            match text {
+                Some(t) => static_file(&headers, t.into_bytes()),
+                None => full(StatusCode::NOT_FOUND, b"no manifest".to_vec()),
+            }
+        }
         "file" | "slow-file" => {
             let rel = seg[1..].join("/");
             let allowed = (rel.starts_with("samples/") || rel.starts_with("tests/data/"))
@@ -274,6 +285,44 @@ async fn respond(
         _ => full(StatusCode::NOT_FOUND, b"no such path".to_vec()),
     };
     Ok(r)
+}
+
+/// A static file as nginx serves it with `add_header X-Archive-Files zip`.
+fn static_file(h: &HeaderMap, body: Vec<u8>) -> Response<Body> {
+    let len = body.len();
+    let etag = format!("\"static-{len}\"");
+    let range = h
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok())));
+    let mut r = match range {
+        Some((start, _)) if start >= len => {
+            let mut r = full(StatusCode::RANGE_NOT_SATISFIABLE, Vec::new());
+            r.headers_mut().insert(
+                "content-range",
+                HeaderValue::from_str(&format!("bytes */{len}")).unwrap(),
+            );
+            return r;
+        }
+        Some((start, end)) => {
+            let end = end.unwrap_or(len - 1).min(len - 1);
+            let mut r = full(StatusCode::PARTIAL_CONTENT, body[start..=end].to_vec());
+            r.headers_mut().insert(
+                "content-range",
+                HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).unwrap(),
+            );
+            r
+        }
+        None => full(StatusCode::OK, body),
+    };
+    let hm = r.headers_mut();
+    hm.insert("x-archive-files", HeaderValue::from_static("zip"));
+    hm.insert("etag", HeaderValue::from_str(&etag).unwrap());
+    hm.insert("last-modified", HeaderValue::from_static(LAST_MODIFIED));
+    hm.insert("accept-ranges", HeaderValue::from_static("bytes"));
+    r
 }
 
 fn full(status: StatusCode, body: Vec<u8>) -> Response<Body> {
