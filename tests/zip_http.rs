@@ -560,6 +560,61 @@ async fn mod_zip_manifests_as_mod_zip_writes_them() {
     assert_eq!(part.body.unwrap(), &zip[10..=200]);
 }
 
+/// mod_zip's "Pass headers in sub-requests" cases (t/ziptest.pl): entries
+/// that the origin authorises by the client's Cookie or X-Auth-Token are
+/// fetched only when `X-Archive-Pass-Headers` names those headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_headers_go_to_the_entry_requests() {
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let crc = |n: usize| format!("{:08x}", crc32fast::hash(&pattern_vec(n)));
+    origin.add_manifest(
+        "mixed",
+        &format!(
+            "{} 24 /cookie/24 file1.txt\n{} 25 /token/25 file2.txt\n",
+            crc(24),
+            crc(25)
+        ),
+    );
+    let get = |query: &'static str| {
+        let url = sluice.url(&format!("/manifest/mixed{query}"));
+        async move {
+            collect(
+                client()
+                    .get(url)
+                    .header("cookie", "session=verified")
+                    .header("x-auth-token", "verified")
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    // Without the header, the entries are refused by the origin: a
+    // known-size archive cannot skip them, so the transfer fails.
+    let refused = get("").await;
+    assert!(refused.status != 200 || refused.body.is_err());
+    // Only one of the two: still a failure.
+    let half = get("?pass_headers=Cookie").await;
+    assert!(half.status != 200 || half.body.is_err());
+    let got = get("?pass_headers=Cookie:X-Auth-Token").await;
+    assert_eq!(got.status, 200);
+    assert!(got.headers.get("x-archive-pass-headers").is_none());
+    let listed = check_all(&temp_file("pass-headers", &got.body.unwrap()));
+    assert_eq!(listed.len(), 2);
+    // The entry requests carried exactly the named headers.
+    let seen = origin.seen.lock().unwrap();
+    let (_, h) = seen
+        .requests
+        .iter()
+        .rev()
+        .find(|(p, _)| p == "/token/25")
+        .unwrap();
+    assert_eq!(h["x-auth-token"], "verified");
+    assert_eq!(h["cookie"], "session=verified");
+}
+
 /// A manifest stored as a static file (nginx, S3) answers a client's Range
 /// itself: 206 with a slice of the manifest, or 416 for an offset past its
 /// few hundred bytes. The Range is for the archive, so sluice must fetch

@@ -61,6 +61,8 @@ impl Service for PassthroughService {
             .map_or("/", |p| p.as_str())
             .to_string();
         let archive_conditionals = zip::conditional_headers(&parts.headers);
+        // A manifest may name client headers for its entry requests.
+        let client_headers = (method == Method::GET).then(|| parts.headers.clone());
         let origin_request = OriginRequest {
             method: method.clone(),
             path_and_query,
@@ -95,7 +97,11 @@ impl Service for PassthroughService {
         if method == Method::GET && zip::wants_archive(upstream.status, &upstream.headers) {
             return self
                 .zip
-                .serve_mod_zip(upstream.into_origin_response(), &archive_conditionals)
+                .serve_mod_zip(
+                    upstream.into_origin_response(),
+                    &archive_conditionals,
+                    client_headers.as_ref().unwrap_or(&http::HeaderMap::new()),
+                )
                 .await;
         }
 

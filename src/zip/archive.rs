@@ -197,7 +197,14 @@ async fn streaming(
     sink: &mut Sink<'_>,
 ) -> Result<()> {
     let jobs = FetchJob::for_entries(&plan.entries);
-    let mut scheduler = EntryScheduler::new(origin, budget, processor, config.scheduler, jobs);
+    let mut scheduler = EntryScheduler::new(
+        origin,
+        budget,
+        processor,
+        config.scheduler,
+        jobs,
+        Arc::new(plan.pass_headers.clone()),
+    );
     let mut writer = ZipWriter::new();
     let mut skipped: Vec<(usize, String)> = Vec::new();
 
@@ -373,7 +380,14 @@ async fn known_size(
         }
         needed.push(part);
     }
-    let mut scheduler = EntryScheduler::new(origin, budget, processor, config.scheduler, jobs);
+    let mut scheduler = EntryScheduler::new(
+        origin,
+        budget,
+        processor,
+        config.scheduler,
+        jobs,
+        Arc::new(plan.pass_headers.clone()),
+    );
     let mut writer = ZipWriter::new();
 
     for (entry, part) in plan.entries.iter().zip(needed) {

@@ -106,6 +106,9 @@ pub struct ArchivePlan {
     /// Time for entries without their own, in known-size mode (mod_zip:
     /// the manifest response's Last-Modified).
     pub modified: Option<DosDateTime>,
+    /// Client request headers sent along with every entry's origin request
+    /// (mod_zip's `X-Archive-Pass-Headers`); empty for JSON manifests.
+    pub pass_headers: http::HeaderMap,
 }
 
 impl ArchivePlan {
@@ -271,6 +274,7 @@ pub fn parse_json(
         entries: builder.finish()?,
         on_error: head.on_error,
         modified: None,
+        pass_headers: http::HeaderMap::new(),
     })
 }
 
@@ -583,6 +587,7 @@ pub fn parse_mod_zip(
         entries: b.finish()?,
         on_error: OnError::Skip,
         modified: None,
+        pass_headers: http::HeaderMap::new(),
     })
 }
 

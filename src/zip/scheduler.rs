@@ -144,6 +144,9 @@ pub struct EntryScheduler {
     budget: MemoryBudget,
     processor: Arc<Processor>,
     config: SchedulerConfig,
+    /// Client headers every origin entry request carries (mod_zip's
+    /// `X-Archive-Pass-Headers`).
+    pass_headers: Arc<HeaderMap>,
     jobs: std::vec::IntoIter<FetchJob>,
     queue: VecDeque<oneshot::Receiver<Result<OpenedEntry>>>,
     /// Fires when the last processed job started holds its memory (or ended).
@@ -158,12 +161,14 @@ impl EntryScheduler {
         processor: Arc<Processor>,
         config: SchedulerConfig,
         jobs: Vec<FetchJob>,
+        pass_headers: Arc<HeaderMap>,
     ) -> Self {
         EntryScheduler {
             origin,
             budget,
             processor,
             config,
+            pass_headers,
             jobs: jobs.into_iter(),
             queue: VecDeque::new(),
             gate: None,
@@ -233,6 +238,7 @@ impl EntryScheduler {
                         origin: self.origin.clone(),
                         budget: self.budget.clone(),
                         config: self.config,
+                        pass_headers: self.pass_headers.clone(),
                     };
                     self.tasks.spawn(fetch.run(path_and_query, range, tx));
                 }
@@ -311,6 +317,7 @@ struct Fetch {
     origin: Origin,
     budget: MemoryBudget,
     config: SchedulerConfig,
+    pass_headers: Arc<HeaderMap>,
 }
 
 /// How to resume a body that failed after `received` bytes.
@@ -450,6 +457,9 @@ impl Fetch {
         if_range: Option<HeaderValue>,
     ) -> Result<(StatusCode, HeaderMap, Body)> {
         let mut req = OriginRequest::get(path);
+        for (name, value) in self.pass_headers.iter() {
+            req.headers.append(name, value.clone());
+        }
         let ranged = start > 0 || end.is_some();
         if ranged {
             let spec = match end {

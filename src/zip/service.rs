@@ -238,6 +238,44 @@ pub fn wants_archive(status: StatusCode, headers: &HeaderMap) -> bool {
     status == StatusCode::OK && names_a_manifest(headers)
 }
 
+/// The origin response header naming client headers to pass on.
+const X_ARCHIVE_PASS_HEADERS: &str = "x-archive-pass-headers";
+
+/// mod_zip's `X-Archive-Pass-Headers: Cookie:X-Auth-Token`: the client
+/// request headers so named go along with every entry's request (an origin
+/// that authorises each file by cookie or token). Names that frame or
+/// route a request (Host, Content-Length, Range, …) are never passed: the
+/// entry requests set those themselves.
+fn pass_headers(upstream: &HeaderMap, client: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let listed = upstream
+        .get_all(X_ARCHIVE_PASS_HEADERS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([':', ',']))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok());
+    for name in listed {
+        let framing = [
+            http::header::HOST,
+            CONTENT_LENGTH,
+            http::header::TRANSFER_ENCODING,
+            http::header::CONNECTION,
+            http::header::TE,
+            http::header::UPGRADE,
+            http::header::EXPECT,
+            RANGE,
+            IF_RANGE,
+        ];
+        if framing.contains(&name) || out.contains_key(&name) {
+            continue;
+        }
+        for value in client.get_all(&name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// Do these headers say the body is a mod_zip manifest, whatever the status?
 pub fn names_a_manifest(headers: &HeaderMap) -> bool {
     headers
@@ -253,6 +291,7 @@ impl ZipService {
         &self,
         upstream: OriginResponse,
         request_headers: &HeaderMap,
+        client_headers: &HeaderMap,
     ) -> Result<Response<Body>> {
         let z = &self.inner;
         let max = z.settings.max_manifest_bytes;
@@ -275,6 +314,7 @@ impl ZipService {
                 .map_err(|e| e.from_side(ErrorSource::Upstream))
         })
         .await?;
+        planned.plan.pass_headers = pass_headers(&upstream.headers, client_headers);
         planned.manifest_modified = upstream
             .headers
             .get(LAST_MODIFIED)
@@ -300,6 +340,7 @@ impl ZipService {
             LAST_MODIFIED,
             X_ARCHIVE_FILES,
             HeaderName::from_static("x-archive-charset"),
+            HeaderName::from_static(X_ARCHIVE_PASS_HEADERS),
         ] {
             headers.remove(h);
         }

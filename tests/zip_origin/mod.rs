@@ -15,7 +15,11 @@
 //! - `/flaky-plain/{n}/{k}`: the same without validators (not resumable).
 //! - `/slow/{n}`: 16 KiB every 50 ms.
 //! - `/status/{code}`: that status.
-//! - `/manifest/{key}`: a registered mod_zip manifest, `X-Archive-Files: zip`.
+//! - `/manifest/{key}[?pass_headers=A:B]`: a registered mod_zip manifest,
+//!   `X-Archive-Files: zip` (and `X-Archive-Pass-Headers: A:B`).
+//! - `/cookie/{n}`, `/token/{n}`: `/bytes/{n}` for a client with
+//!   `Cookie: session=verified` or `X-Auth-Token: verified`, else 403
+//!   (mod_zip's t/nginx.conf `with_auth` locations).
 //! - `/static-manifest/{key}`: the same manifest as nginx serves a static
 //!   file with `add_header X-Archive-Files zip`: it honours Range (206), a
 //!   range past its end gets 416 *without* the header (add_header applies
@@ -155,6 +159,11 @@ async fn respond(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    let pass = req
+        .uri()
+        .query()
+        .and_then(|q| q.strip_prefix("pass_headers="))
+        .map(str::to_string);
     let headers = req.headers().clone();
     let prior_full_gets = {
         let mut s = seen.lock().unwrap();
@@ -236,9 +245,24 @@ async fn respond(
                         HeaderValue::from_static("attachment; filename=\"album.zip\""),
                     );
                     h.insert("last-modified", HeaderValue::from_static(LAST_MODIFIED));
+                    if let Some(p) = &pass {
+                        h.insert("x-archive-pass-headers", HeaderValue::from_str(p).unwrap());
+                    }
                     r
                 }
                 None => full(StatusCode::NOT_FOUND, b"no manifest".to_vec()),
+            }
+        }
+        "cookie" | "token" => {
+            let (name, value) = if seg[0] == "cookie" {
+                ("cookie", "session=verified")
+            } else {
+                ("x-auth-token", "verified")
+            };
+            if headers.get(name).is_some_and(|v| v == value) {
+                ranged(&headers, num(1), Gen::Pattern, true, None, live)
+            } else {
+                full(StatusCode::FORBIDDEN, b"not authorised".to_vec())
             }
         }
         "static-manifest" => {
