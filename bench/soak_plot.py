@@ -27,3 +27,25 @@ ax.legend(loc="upper left")
 ax.set_title(title, fontsize=9)
 fig.tight_layout()
 fig.savefig(sys.argv[2])
+
+# Per minute: RSS median and floor, the budget's median, and RSS less the
+# budget in use (memory held outside the budget; negative while reserved
+# budget is not yet touched). RSS that follows the budget is load, not a
+# leak; a leak shows as a rising floor and a rising RSS less budget.
+import statistics  # noqa: E402
+
+lines = ["minute  rss_median  rss_floor  budget_median  rss_less_budget_median"]
+for m in range(int(max(t)) + 1):
+    sel = [i for i, x in enumerate(t) if m <= x < m + 1]
+    if not sel:
+        continue
+    r = [rss[i] for i in sel]
+    b = [budget[i] for i in sel]
+    d = [rss[i] - budget[i] for i in sel]
+    lines.append(
+        f"{m + 1:>6}  {statistics.median(r):>10.1f}  {min(r):>9.1f}  "
+        f"{statistics.median(b):>13.1f}  {statistics.median(d):>22.1f}"
+    )
+with open(sys.argv[3], "a") as f:
+    f.write("\n".join(lines) + "\n")
+print("\n".join(lines))

@@ -267,7 +267,8 @@ async fn main() {
                             return;
                         };
                         let _ = s
-                            .write_all(b"POST /zip HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"entries\": [  \r\n")
+                            // One whole 16-byte chunk (0x10), then nothing more.
+                            .write_all(b"POST /zip HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n{\"entries\": [   \r\n")
                             .await;
                         let mut got = Vec::new();
                         let _ = tokio::time::timeout(Duration::from_secs(90), s.read_to_end(&mut got)).await;
