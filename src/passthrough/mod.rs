@@ -61,8 +61,14 @@ impl Service for PassthroughService {
             .map_or("/", |p| p.as_str())
             .to_string();
         let archive_conditionals = zip::conditional_headers(&parts.headers);
-        // A manifest may name client headers for its entry requests.
+        // A manifest may name client headers for its entry requests, and a
+        // client's Range may be meant for an archive (see `whole_manifest`):
+        // the one copy of the client's headers serves both.
         let client_headers = (method == Method::GET).then(|| parts.headers.clone());
+        let ranged = client_headers
+            .as_ref()
+            .is_some_and(|h| h.contains_key(RANGE));
+        let refetch_path = ranged.then(|| path_and_query.clone());
         let origin_request = OriginRequest {
             method: method.clone(),
             path_and_query,
@@ -74,22 +80,32 @@ impl Service for PassthroughService {
             ),
         };
 
-        // A client's Range may be meant for an archive; see `whole_manifest`.
-        let unranged =
-            (method == Method::GET && origin_request.headers.contains_key(RANGE)).then(|| {
-                let mut plain = origin_request.clone();
-                plain.headers.remove(RANGE);
-                plain.headers.remove(IF_RANGE);
-                plain
-            });
         let asked = Instant::now();
         let fetched = self
             .origin
             .fetch_passthrough(origin_request, pipe.is_some())
             .await;
-        let upstream = match (fetched, unranged) {
-            (Ok(upstream), Some(plain)) => self.whole_manifest(upstream, plain).await,
-            (fetched, _) => fetched,
+        let upstream = match (fetched, refetch_path, &client_headers) {
+            (Ok(upstream), Some(path), Some(client)) => {
+                // Only built when the manifest is fetched again.
+                let unranged = || {
+                    let mut h = client.clone();
+                    h.remove(RANGE);
+                    h.remove(IF_RANGE);
+                    OriginRequest {
+                        method: Method::GET,
+                        path_and_query: path,
+                        headers: headers::to_origin(
+                            h,
+                            parts.version,
+                            ctx.client_ip,
+                            &ctx.request_id,
+                        ),
+                    }
+                };
+                self.whole_manifest(upstream, unranged).await
+            }
+            (fetched, _, _) => fetched,
         };
         ctx.upstream = Some(asked.elapsed());
         let upstream = upstream?;
@@ -139,7 +155,7 @@ impl PassthroughService {
     async fn whole_manifest(
         &self,
         upstream: PassResponse,
-        plain: OriginRequest,
+        unranged: impl FnOnce() -> OriginRequest,
     ) -> Result<PassResponse> {
         let sliced = upstream.status == StatusCode::PARTIAL_CONTENT
             && zip::names_a_manifest(&upstream.headers);
@@ -147,6 +163,7 @@ impl PassthroughService {
             if upstream.status != StatusCode::RANGE_NOT_SATISFIABLE {
                 return Ok(upstream);
             }
+            let plain = unranged();
             let head = OriginRequest {
                 method: Method::HEAD,
                 ..plain.clone()
@@ -159,8 +176,10 @@ impl PassthroughService {
             if !is_manifest {
                 return Ok(upstream);
             }
+            drop(upstream);
+            return self.origin.fetch_passthrough(plain, false).await;
         }
         drop(upstream);
-        self.origin.fetch_passthrough(plain, false).await
+        self.origin.fetch_passthrough(unranged(), false).await
     }
 }
