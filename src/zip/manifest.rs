@@ -687,13 +687,14 @@ fn on_the_origin(path_and_query: String) -> std::result::Result<String, &'static
 /// As in mod_zip (whose subrequests resolve it against the server's
 /// root), one without a leading `/` is taken from the root.
 fn check_location(location: &str) -> std::result::Result<String, &'static str> {
-    if location.starts_with("//") || location.contains("://") {
+    // A URL is refused by its path part; a query may hold `://` (`?u=http://…`).
+    let path = location.split('?').next().unwrap_or(location);
+    if path.starts_with("//") || path.contains("://") {
         return Err("location must be a path on the origin, not a URL");
     }
     if location.chars().any(|c| c.is_control() || c == ' ') {
         return Err("location has a space or control character");
     }
-    let path = location.split('?').next().unwrap_or(location);
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
     if decoded.split('/').any(|seg| seg == "..") {
         return Err("location has a `..` segment");
@@ -1038,6 +1039,9 @@ mod tests {
         assert_eq!(e[0].1, "a b.txt");
         assert_eq!((e[1].0.as_str(), e[1].1.as_str()), ("/b", "c.txt"));
         assert_eq!(e[2].0, "/c?x=1");
+        // A query may carry a URL; only the path part must not be one.
+        let e = sources("- 1 /get?u=http://x/y a.txt\n");
+        assert_eq!(e[0].0, "/get?u=http://x/y");
         // zip-missing-size.txt: mod_zip's parser refuses a `-` size.
         assert!(mod_zip_plan(b"5d70c4d3 - /file2.txt file2.txt", LIMITS).is_err());
     }
