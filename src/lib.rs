@@ -64,7 +64,8 @@ pub use metrics::memory::peak_resident_bytes;
 pub mod zip_format {
     pub use crate::zip::names::{is_safe, sanitize, Namer};
     pub use crate::zip::writer::{
-        known_archive_len, DosDateTime, EntrySpec, Method, Sizes, ZipWriter,
+        known_archive_len, DosDateTime, EntryLayout, EntrySpec, LegacyName, Method, Sizes,
+        ZipWriter,
     };
 }
 

@@ -6,7 +6,8 @@ mod zip_readers;
 
 use bytes::Bytes;
 use sluice::zip_format::{
-    known_archive_len, sanitize, DosDateTime, EntrySpec, Method, Namer, Sizes, ZipWriter,
+    known_archive_len, sanitize, DosDateTime, EntryLayout, EntrySpec, Method, Namer, Sizes,
+    ZipWriter,
 };
 use zip_readers::{check_all, temp_file};
 
@@ -37,6 +38,7 @@ fn write(inputs: &[Input]) -> Vec<u8> {
         let (h, mut e) = w
             .begin_entry(EntrySpec {
                 name: i.name.clone(),
+                legacy_name: None,
                 method: i.method,
                 modified: DosDateTime::from_unix(1_700_000_000),
                 sizes: i.sizes,
@@ -225,7 +227,7 @@ fn more_than_65535_entries_use_zip64_end_records() {
         })
         .collect();
     let zip = write(&inputs);
-    let predicted = known_archive_len(inputs.iter().map(|i| (i.name.len(), 1)));
+    let predicted = known_archive_len(inputs.iter().map(|i| EntryLayout::known(i.name.len(), 1)));
     assert_eq!(zip.len() as u64, predicted);
     // ZIP64 end of central directory record present.
     assert!(zip
@@ -280,6 +282,7 @@ fn archives_past_4_gib_use_zip64_exactly_where_needed() {
         let (h, mut e) = w
             .begin_entry(EntrySpec {
                 name: name.into(),
+                legacy_name: None,
                 method,
                 modified: DosDateTime::EPOCH,
                 sizes,

@@ -18,6 +18,13 @@
 //! `bench/zip/async-zip-evidence` shows Python zipfile, 7z and streaming
 //! bsdtar rejecting its output (RESULT.txt there). The records are small and well
 //! specified; writing them here is less code than working around those.
+//!
+//! Every entry carries Info-ZIP's extended timestamp (`UT`, the exact Unix
+//! mtime, which readers prefer to the DOS time's two-second local time);
+//! with it a stored entry's records are laid out byte for byte as nginx
+//! mod_zip lays them out, so offsets in mod_zip's tests hold for sluice too.
+//! A name in a legacy charset (mod_zip's `X-Archive-Charset`) is written
+//! without the UTF-8 flag, with the UTF-8 name in a Unicode Path field.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -37,6 +44,16 @@ const END_LEN: u64 = 22;
 const ZIP64_END_LEN: u64 = 56;
 const ZIP64_LOCATOR_LEN: u64 = 20;
 const ZIP64_EXTRA_ID: u16 = 0x0001;
+/// Info-ZIP extended timestamp ("UT"): flags (bit 0 mtime, bit 1 atime),
+/// then the times as signed 32-bit Unix seconds.
+const TIMESTAMP_EXTRA_ID: u16 = 0x5455;
+/// Local: mtime and atime (both the entry's mtime); central: mtime only.
+const TIMESTAMP_LOCAL_LEN: u64 = 4 + 1 + 4 + 4;
+const TIMESTAMP_CENTRAL_LEN: u64 = 4 + 1 + 4;
+/// Info-ZIP Unicode Path ("up", APPNOTE 4.6.9): version 1, the CRC-32 of
+/// the header's name field, then the UTF-8 name.
+const UNICODE_PATH_EXTRA_ID: u16 = 0x7075;
+const UNICODE_PATH_FIXED_LEN: u64 = 4 + 1 + 4;
 
 /// A 32-bit size or offset field holds this when the real value is in the
 /// ZIP64 extra field; values at or above it need ZIP64.
@@ -98,21 +115,30 @@ impl Sizes {
     }
 }
 
-/// An MS-DOS date and time (local time by convention; sluice writes UTC).
+/// An entry's modification time, as the MS-DOS date and time of the
+/// headers (local time by convention; sluice writes UTC) and as the Unix
+/// seconds of the extended timestamp field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DosDateTime {
     pub date: u16,
     pub time: u16,
+    /// Unix seconds, clamped to what the field holds (1980 to 2038).
+    pub unix: i32,
 }
+
+/// 1980-01-01 00:00:00 UTC in Unix seconds.
+const DOS_EPOCH_UNIX: i64 = 315_532_800;
 
 impl DosDateTime {
     /// 1980-01-01 00:00:00, the earliest time the format can hold.
     pub const EPOCH: DosDateTime = DosDateTime {
         date: (1 << 5) | 1,
         time: 0,
+        unix: DOS_EPOCH_UNIX as i32,
     };
 
-    /// From seconds since the Unix epoch (UTC), clamped to 1980..=2107.
+    /// From seconds since the Unix epoch (UTC), clamped to 1980..=2107
+    /// (the DOS fields) and 1980..=2038 (the Unix field).
     pub fn from_unix(secs: i64) -> Self {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
@@ -120,16 +146,19 @@ impl DosDateTime {
         if y < 1980 {
             return Self::EPOCH;
         }
+        let unix = secs.clamp(DOS_EPOCH_UNIX, i64::from(i32::MAX)) as i32;
         if y > 2107 {
             return DosDateTime {
                 date: (127 << 9) | (12 << 5) | 31,
                 time: (23 << 11) | (59 << 5) | 29,
+                unix,
             };
         }
         let (h, min, s) = (rem / 3600, (rem / 60) % 60, rem % 60);
         DosDateTime {
             date: (((y - 1980) as u16) << 9) | ((m as u16) << 5) | d as u16,
             time: ((h as u16) << 11) | ((min as u16) << 5) | (s as u16 / 2),
+            unix,
         }
     }
 
@@ -161,9 +190,74 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub struct EntrySpec {
     /// Already sanitised (see `names`), UTF-8, `/`-separated.
     pub name: String,
+    /// The name's bytes in a legacy charset, when the manifest asked for
+    /// one; `None` writes `name` with the UTF-8 flag.
+    pub legacy_name: Option<LegacyName>,
     pub method: Method,
     pub modified: DosDateTime,
     pub sizes: Sizes,
+}
+
+/// A name written in a legacy charset (cp866, Shift_JIS…), for archivers
+/// that ignore the UTF-8 flag: the header holds `bytes` without the flag,
+/// and, when `unicode_path` is set, a Unicode Path extra field holds the
+/// UTF-8 name for the readers that know it (Info-ZIP, 7-Zip, libarchive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyName {
+    pub bytes: Box<[u8]>,
+    pub unicode_path: bool,
+}
+
+/// What the length of an entry's records depends on, for archives whose
+/// length is known in advance (see [`known_archive_len`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryLayout {
+    /// Bytes of the header's name field.
+    pub name_len: usize,
+    /// Bytes of the UTF-8 name in a Unicode Path field, if there is one.
+    pub unicode_path_len: Option<usize>,
+    pub size: u64,
+    /// Without a CRC the entry is followed by a data descriptor.
+    pub crc_known: bool,
+}
+
+impl EntryLayout {
+    /// A stored entry with a UTF-8 name and a known CRC.
+    pub fn known(name_len: usize, size: u64) -> Self {
+        EntryLayout {
+            name_len,
+            unicode_path_len: None,
+            size,
+            crc_known: true,
+        }
+    }
+
+    fn zip64_sizes(&self) -> bool {
+        self.size >= MAX_32
+    }
+
+    /// Length of the local header (before the entry's data).
+    pub fn local_header_len(&self) -> u64 {
+        LOCAL_HEADER_LEN
+            + self.name_len as u64
+            + if self.zip64_sizes() { 20 } else { 0 }
+            + TIMESTAMP_LOCAL_LEN
+            + self.unicode_path_extra_len()
+    }
+
+    fn unicode_path_extra_len(&self) -> u64 {
+        self.unicode_path_len
+            .map_or(0, |n| UNICODE_PATH_FIXED_LEN + n as u64)
+    }
+
+    /// Length of the data descriptor after the data (none with a CRC).
+    pub fn descriptor_len(&self) -> u64 {
+        match (self.crc_known, self.zip64_sizes()) {
+            (true, _) => 0,
+            (false, false) => 16,
+            (false, true) => 24,
+        }
+    }
 }
 
 /// Largest raw-DEFLATE output for `n` input bytes: flate2's stored blocks
@@ -190,21 +284,60 @@ impl EntrySpec {
             (Sizes::Known { .. }, Method::Store)
         )
     }
+
+    fn header_name(&self) -> &[u8] {
+        match &self.legacy_name {
+            Some(legacy) => &legacy.bytes,
+            None => self.name.as_bytes(),
+        }
+    }
+
+    /// The UTF-8 name for a Unicode Path field, if one is written.
+    fn unicode_path(&self) -> Option<&str> {
+        match &self.legacy_name {
+            Some(legacy) if legacy.unicode_path => Some(&self.name),
+            _ => None,
+        }
+    }
 }
 
-/// Length of a local header for a stored entry of known size: used to
-/// compute archive lengths in advance.
-pub fn local_header_len(name_len: usize, zip64: bool) -> u64 {
-    LOCAL_HEADER_LEN + name_len as u64 + if zip64 { 20 } else { 0 }
+/// The extra fields every header of an entry carries besides ZIP64: the
+/// timestamp, and the Unicode Path of a legacy-charset name.
+fn put_name_and_time_extras(
+    out: &mut BytesMut,
+    modified: DosDateTime,
+    header_name: &[u8],
+    unicode_path: Option<&str>,
+    local: bool,
+) {
+    out.put_u16_le(TIMESTAMP_EXTRA_ID);
+    if local {
+        out.put_u16_le((TIMESTAMP_LOCAL_LEN - 4) as u16);
+        out.put_u8(0x03);
+        out.put_i32_le(modified.unix);
+        out.put_i32_le(modified.unix);
+    } else {
+        out.put_u16_le((TIMESTAMP_CENTRAL_LEN - 4) as u16);
+        out.put_u8(0x03);
+        out.put_i32_le(modified.unix);
+    }
+    if let Some(utf8) = unicode_path {
+        out.put_u16_le(UNICODE_PATH_EXTRA_ID);
+        out.put_u16_le((UNICODE_PATH_FIXED_LEN - 4) as u16 + utf8.len() as u16);
+        out.put_u8(1);
+        out.put_u32_le(crc32fast::hash(header_name));
+        out.put_slice(utf8.as_bytes());
+    }
 }
 
-fn central_header_len(name_len: usize, zip64_fields: usize) -> u64 {
-    let extra = if zip64_fields == 0 {
+fn central_header_len(name_len: usize, zip64_fields: usize, unicode_path: Option<usize>) -> u64 {
+    let zip64 = if zip64_fields == 0 {
         0
     } else {
         4 + 8 * zip64_fields as u64
     };
-    CENTRAL_HEADER_LEN + name_len as u64 + extra
+    let unicode = unicode_path.map_or(0, |n| UNICODE_PATH_FIXED_LEN + n as u64);
+    CENTRAL_HEADER_LEN + name_len as u64 + zip64 + TIMESTAMP_CENTRAL_LEN + unicode
 }
 
 fn end_len(entries: u64, cd_offset: u64, cd_len: u64) -> u64 {
@@ -219,20 +352,20 @@ fn needs_zip64_end(entries: u64, cd_offset: u64, cd_len: u64) -> bool {
     entries >= MAX_16 || cd_offset >= MAX_32 || cd_len >= MAX_32
 }
 
-/// The exact length of an archive of stored entries whose sizes and CRCs
-/// are known (`(name length in bytes, size)` in order), as [`ZipWriter`]
-/// writes it.
-pub fn known_archive_len(entries: impl IntoIterator<Item = (usize, u64)>) -> u64 {
+/// The exact length of an archive of stored entries whose sizes are known
+/// (with or without their CRCs), in order, as [`ZipWriter`] writes it.
+pub fn known_archive_len(entries: impl IntoIterator<Item = EntryLayout>) -> u64 {
     let mut offset = 0u64;
     let mut cd_len = 0u64;
     let mut count = 0u64;
-    for (name_len, size) in entries {
-        let zip64_sizes = size >= MAX_32;
+    for e in entries {
+        let zip64_sizes = e.zip64_sizes();
         let zip64_offset = offset >= MAX_32;
-        offset += local_header_len(name_len, zip64_sizes) + size;
+        offset += e.local_header_len() + e.size + e.descriptor_len();
         cd_len += central_header_len(
-            name_len,
+            e.name_len,
             2 * usize::from(zip64_sizes) + usize::from(zip64_offset),
+            e.unicode_path_len,
         );
         count += 1;
     }
@@ -242,6 +375,7 @@ pub fn known_archive_len(entries: impl IntoIterator<Item = (usize, u64)>) -> u64
 /// What the central directory keeps of each written entry.
 struct CentralRecord {
     name: Box<str>,
+    legacy_name: Option<Box<LegacyName>>,
     method: Method,
     flags: u16,
     version_needed: u16,
@@ -265,6 +399,11 @@ impl CentralRecord {
         let (u64_size, c64_size, o64) = self.zip64_fields();
         let n = usize::from(u64_size) + usize::from(c64_size) + usize::from(o64);
         let version = if n > 0 { 45 } else { self.version_needed };
+        let header_name = self.header_name();
+        let unicode_path = self.unicode_path();
+        let extras_len = (if n == 0 { 0 } else { 4 + 8 * n as u64 })
+            + TIMESTAMP_CENTRAL_LEN
+            + unicode_path.map_or(0, |p| UNICODE_PATH_FIXED_LEN + p.len() as u64);
         out.put_u32_le(CENTRAL_HEADER_SIG);
         out.put_u16_le(MADE_BY);
         out.put_u16_le(version);
@@ -275,8 +414,8 @@ impl CentralRecord {
         out.put_u32_le(self.crc32);
         out.put_u32_le(clamp32(self.compressed));
         out.put_u32_le(clamp32(self.uncompressed));
-        out.put_u16_le(self.name.len() as u16);
-        out.put_u16_le(if n == 0 { 0 } else { 4 + 8 * n as u16 });
+        out.put_u16_le(header_name.len() as u16);
+        out.put_u16_le(extras_len as u16);
         out.put_u16_le(0); // comment length
         out.put_u16_le(0); // disk number start
         out.put_u16_le(0); // internal attributes
@@ -286,7 +425,7 @@ impl CentralRecord {
             EXTERNAL_ATTRS
         });
         out.put_u32_le(clamp32(self.offset));
-        out.put_slice(self.name.as_bytes());
+        out.put_slice(header_name);
         if n > 0 {
             // APPNOTE 4.5.3: only the fields whose header value is
             // 0xFFFFFFFF, in this order.
@@ -302,13 +441,29 @@ impl CentralRecord {
                 out.put_u64_le(self.offset);
             }
         }
+        put_name_and_time_extras(out, self.modified, header_name, unicode_path, false);
+    }
+
+    fn header_name(&self) -> &[u8] {
+        match &self.legacy_name {
+            Some(legacy) => &legacy.bytes,
+            None => self.name.as_bytes(),
+        }
+    }
+
+    fn unicode_path(&self) -> Option<&str> {
+        match &self.legacy_name {
+            Some(legacy) if legacy.unicode_path => Some(&self.name),
+            _ => None,
+        }
     }
 
     fn len(&self) -> u64 {
         let (a, b, c) = self.zip64_fields();
         central_header_len(
-            self.name.len(),
+            self.header_name().len(),
             usize::from(a) + usize::from(b) + usize::from(c),
+            self.unicode_path().map(str::len),
         )
     }
 }
@@ -347,14 +502,31 @@ impl ZipWriter {
     /// the entry's bytes into archive bytes; give it back to
     /// [`ZipWriter::finish_entry`].
     pub fn begin_entry(&mut self, spec: EntrySpec) -> Result<(Bytes, EntryWriter), Error> {
-        if spec.name.len() > usize::from(u16::MAX) - 64 {
+        // Both the name field and a Unicode Path field (UTF-8 name plus 9
+        // bytes) must fit their 16-bit lengths with the other extras.
+        if spec.name.len() > usize::from(u16::MAX) - 128
+            || spec.header_name().len() > usize::from(u16::MAX) - 128
+        {
             return Err(Error::unprocessable("entry name too long"));
         }
         let zip64 = spec.zip64_local();
         let descriptor = spec.uses_descriptor();
-        let flags = FLAG_UTF8 | if descriptor { FLAG_DATA_DESCRIPTOR } else { 0 };
+        let utf8 = if spec.legacy_name.is_none() {
+            FLAG_UTF8
+        } else {
+            0
+        };
+        let flags = utf8 | if descriptor { FLAG_DATA_DESCRIPTOR } else { 0 };
         let version_needed = if zip64 { 45 } else { 20 };
-        let mut out = BytesMut::with_capacity(local_header_len(spec.name.len(), zip64) as usize);
+        let header_name = spec.header_name();
+        let unicode_path = spec.unicode_path();
+        let layout = EntryLayout {
+            name_len: header_name.len(),
+            unicode_path_len: unicode_path.map(str::len),
+            size: if zip64 { MAX_32 } else { 0 },
+            crc_known: true,
+        };
+        let mut out = BytesMut::with_capacity(layout.local_header_len() as usize);
         out.put_u32_le(LOCAL_HEADER_SIG);
         out.put_u16_le(version_needed);
         out.put_u16_le(flags);
@@ -374,9 +546,11 @@ impl ZipWriter {
             out.put_u32_le(size as u32);
             out.put_u32_le(size as u32);
         }
-        out.put_u16_le(spec.name.len() as u16);
-        out.put_u16_le(if zip64 { 20 } else { 0 });
-        out.put_slice(spec.name.as_bytes());
+        out.put_u16_le(header_name.len() as u16);
+        out.put_u16_le(
+            (layout.local_header_len() - LOCAL_HEADER_LEN - header_name.len() as u64) as u16,
+        );
+        out.put_slice(header_name);
         if zip64 {
             // APPNOTE 4.5.3: the local extra holds both sizes (zero when a
             // data descriptor follows; the descriptor then has 8-byte sizes).
@@ -385,6 +559,8 @@ impl ZipWriter {
             out.put_u64_le(size);
             out.put_u64_le(size);
         }
+        put_name_and_time_extras(&mut out, spec.modified, header_name, unicode_path, true);
+        debug_assert_eq!(out.len() as u64, layout.local_header_len());
         let header = out.freeze();
         let entry = EntryWriter {
             offset: self.offset,
@@ -461,6 +637,7 @@ impl ZipWriter {
         self.offset += entry.compressed + descriptor_len;
         self.central.push(CentralRecord {
             name: entry.spec.name.into_boxed_str(),
+            legacy_name: entry.spec.legacy_name.map(Box::new),
             method: entry.spec.method,
             flags: entry.flags,
             version_needed: entry.version_needed,
@@ -642,6 +819,7 @@ mod tests {
     fn spec(name: &str, method: Method, sizes: Sizes) -> EntrySpec {
         EntrySpec {
             name: name.into(),
+            legacy_name: None,
             method,
             modified: DosDateTime::from_unix(1_700_000_000),
             sizes,
@@ -719,7 +897,10 @@ mod tests {
             ),
         ];
         let out = archive(&entries).unwrap();
-        let predicted = known_archive_len([(5, 3000), ("dir/ü.png".len(), 0)]);
+        let predicted = known_archive_len([
+            EntryLayout::known(5, 3000),
+            EntryLayout::known("dir/ü.png".len(), 0),
+        ]);
         assert_eq!(out.len() as u64, predicted);
         // Known entries carry their CRC in the local header and no descriptor.
         assert_eq!(&out[14..18], &crc32fast::hash(&a).to_le_bytes());
@@ -768,9 +949,11 @@ mod tests {
         // Entry count: 65535 entries need the ZIP64 end record, 65534 do not.
         assert_eq!(end_len(65_534, 0, 0), END_LEN);
         assert_eq!(end_len(65_535, 0, 0), END_LEN + 76);
+        // Each local header has a 13-byte timestamp field, each central
+        // header a 9-byte one.
         assert_eq!(
-            known_archive_len([(1, MAX_32), (1, 1)]),
-            (31 + 20 + MAX_32) + (31 + 1) + (47 + 20) + (47 + 12) + 98
+            known_archive_len([EntryLayout::known(1, MAX_32), EntryLayout::known(1, 1)]),
+            (31 + 20 + 13 + MAX_32) + (31 + 13 + 1) + (47 + 20 + 9) + (47 + 12 + 9) + 98
         );
     }
 
@@ -793,5 +976,88 @@ mod tests {
         d.decompress_vec(&deflated, &mut inflated, flate2::FlushDecompress::Finish)
             .unwrap();
         assert_eq!(inflated, text.as_bytes());
+    }
+
+    /// mod_zip's t/ziptest.pl: two stored files of 24 and 25 bytes with
+    /// CRCs make a 303-byte archive, the second file's data at byte 128.
+    #[test]
+    fn stored_entries_are_laid_out_as_mod_zip_lays_them_out() {
+        let (one, two) = (b"This is the first file.\n", b"This is the second file.\n");
+        let known = |name: &str, data: &[u8]| {
+            spec(
+                name,
+                Method::Store,
+                Sizes::Known {
+                    size: data.len() as u64,
+                    crc32: crc32fast::hash(data),
+                },
+            )
+        };
+        let out = archive(&[
+            (known("file1.txt", one), &one[..]),
+            (known("file2.txt", two), &two[..]),
+        ])
+        .unwrap();
+        assert_eq!(out.len(), 303);
+        assert_eq!(&out[52..76], one);
+        assert_eq!(&out[128..153], two);
+        assert_eq!(&out[30..39], b"file1.txt");
+    }
+
+    #[test]
+    fn known_sizes_without_crcs_have_a_predictable_length() {
+        let data = vec![9u8; 5000];
+        let entries = [
+            (spec("a.bin", Method::Store, Sizes::Length(5000)), &data[..]),
+            (spec("b.bin", Method::Store, Sizes::Length(0)), &data[..0]),
+        ];
+        let out = archive(&entries).unwrap();
+        let layout = |name_len, size| EntryLayout {
+            name_len,
+            unicode_path_len: None,
+            size,
+            crc_known: false,
+        };
+        assert_eq!(
+            out.len() as u64,
+            known_archive_len([layout(5, 5000), layout(5, 0)])
+        );
+        let flags = u16::from_le_bytes([out[6], out[7]]);
+        assert_eq!(flags & FLAG_DATA_DESCRIPTOR, FLAG_DATA_DESCRIPTOR);
+    }
+
+    #[test]
+    fn a_legacy_name_has_no_utf8_flag_and_a_unicode_path() {
+        let mut s = spec(
+            "фото.jpg",
+            Method::Store,
+            Sizes::Known { size: 0, crc32: 0 },
+        );
+        let cp866 = vec![0xE4, 0xAE, 0xE2, 0xAE, b'.', b'j', b'p', b'g'];
+        s.legacy_name = Some(LegacyName {
+            bytes: cp866.clone().into(),
+            unicode_path: true,
+        });
+        let out = archive(&[(s, &[][..])]).unwrap();
+        let flags = u16::from_le_bytes([out[6], out[7]]);
+        assert_eq!(flags & FLAG_UTF8, 0);
+        assert_eq!(&out[30..38], &cp866[..]);
+        let up = out
+            .windows(2)
+            .position(|w| w == UNICODE_PATH_EXTRA_ID.to_le_bytes())
+            .unwrap();
+        assert_eq!(out[up + 4], 1);
+        assert_eq!(&out[up + 5..up + 9], &crc32fast::hash(&cp866).to_le_bytes());
+        assert_eq!(
+            &out[up + 9..up + 9 + "фото.jpg".len()],
+            "фото.jpg".as_bytes()
+        );
+        let layout = EntryLayout {
+            name_len: cp866.len(),
+            unicode_path_len: Some("фото.jpg".len()),
+            size: 0,
+            crc_known: true,
+        };
+        assert_eq!(out.len() as u64, known_archive_len([layout]));
     }
 }
