@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::media::{self, MethodChoice};
 use super::names::{self, Namer};
-use super::writer::{DosDateTime, Method, Sizes};
+use super::writer::{DosDateTime, LegacyName, Method, Sizes};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::http::options::{Options, OutputFormat, Presets};
 use crate::image::run::variants::VariantSpec;
@@ -79,6 +79,10 @@ pub struct PlannedEntry {
     pub declared: Sizes,
     /// Modification time from the manifest, if it gave one.
     pub modified: Option<DosDateTime>,
+    /// The name in a legacy charset (mod_zip's `X-Archive-Charset`,
+    /// `X-Archive-Name-Sep`); `None` writes `name` as UTF-8.
+    /// Boxed: most archives have none, and plans can be 200k entries.
+    pub legacy_name: Option<Box<LegacyName>>,
 }
 
 impl PlannedEntry {
@@ -92,7 +96,11 @@ impl PlannedEntry {
                 std::mem::size_of::<VariantSpec>(),
             ),
         };
-        (self.name.capacity() + source + variant) as u64
+        let legacy = self
+            .legacy_name
+            .as_ref()
+            .map_or(0, |l| std::mem::size_of::<LegacyName>() + l.bytes.len());
+        (self.name.capacity() + source + variant + legacy) as u64
     }
 }
 
@@ -112,13 +120,26 @@ pub struct ArchivePlan {
 }
 
 impl ArchivePlan {
-    /// Every entry stored with size and CRC declared: the archive's exact
-    /// length is known before any fetch (Content-Length, Range).
+    /// Every entry stored with its size declared: the archive's exact
+    /// length is known before any fetch (Content-Length), as mod_zip
+    /// sends it. Entries without a CRC then take a data descriptor.
     pub fn is_known_size(&self) -> bool {
         self.entries.iter().all(|e| {
             e.method == MethodChoice::Fixed(Method::Store)
-                && matches!(e.declared, Sizes::Known { .. })
+                && !matches!(e.source, EntrySource::Processed { .. })
+                && e.declared.length().is_some()
         })
+    }
+
+    /// Known size, and every CRC declared too: every byte of the archive
+    /// follows from the manifest, so any byte range of it can be made
+    /// without the entries before it (Range, If-Range).
+    pub fn is_rangeable(&self) -> bool {
+        self.is_known_size()
+            && self
+                .entries
+                .iter()
+                .all(|e| matches!(e.declared, Sizes::Known { .. }))
     }
 
     /// Sum of declared sizes (a lower bound of the archive's length).
@@ -197,9 +218,14 @@ impl<'m> PlanBuilder<'m> {
         }
     }
 
-    fn push(&mut self, entry: PlannedEntry) -> Result<()> {
+    fn push(&mut self, mut entry: PlannedEntry) -> Result<()> {
         if self.entries.len() >= self.limits.max_entries {
             return Err(too_many(self.limits));
+        }
+        // An empty entry's CRC is known (0): it needs no data descriptor,
+        // and keeps an archive rangeable.
+        if entry.declared == Sizes::Length(0) {
+            entry.declared = Sizes::Known { size: 0, crc32: 0 };
         }
         self.entry_heap += entry.heap_bytes();
         self.entries.push(entry);
@@ -417,6 +443,7 @@ fn plan_json_entry(i: usize, e: JsonEntry, presets: &Presets, b: &mut PlanBuilde
         method: method.map_or(MethodChoice::ByContentType, MethodChoice::Fixed),
         declared,
         modified: e.mtime.map(DosDateTime::from_unix),
+        legacy_name: None,
     })
 }
 
@@ -494,6 +521,7 @@ fn processed_entries(
             // Encoded images do not deflate.
             method: MethodChoice::Fixed(Method::Store),
             declared: Sizes::Unknown,
+            legacy_name: None,
             modified,
         })?;
     }
@@ -540,10 +568,18 @@ fn default_processed_name(
 pub fn parse_mod_zip(
     body: &[u8],
     limits: ManifestLimits,
+    charset: &NameCharset,
     meter: PlanMeter<'_>,
 ) -> Result<ArchivePlan> {
-    let text =
-        std::str::from_utf8(body).map_err(|_| unprocessable("mod_zip manifest is not UTF-8"))?;
+    let text = match charset {
+        NameCharset::Utf8 | NameCharset::Legacy(_) => std::borrow::Cow::Borrowed(
+            std::str::from_utf8(body)
+                .map_err(|_| unprocessable("mod_zip manifest is not UTF-8"))?,
+        ),
+        NameCharset::Native | NameCharset::Separated(_) => {
+            std::borrow::Cow::Owned(raw::to_text(body))
+        }
+    };
     let mut b = PlanBuilder::new(limits, meter);
     for (i, line) in text.split(['\r', '\n']).enumerate() {
         if line.is_empty() {
@@ -552,15 +588,18 @@ pub fn parse_mod_zip(
         let bad = |why: &str| unprocessable(format!("mod_zip manifest entry {}: {why}", i + 1));
         let line = ModZipLine::split(line)
             .ok_or_else(|| bad("expected `<crc32|-> <size> <location> <name>`"))?;
-        let name = names::sanitize(line.name).ok_or_else(|| bad("empty name"))?;
-        if line.location == "@directory" {
-            let name = format!("{}/", b.namer.unique(&name));
+        let directory = line.location == "@directory";
+        let (name, legacy_name) = charset
+            .names(line.name, &mut b.namer, directory)
+            .ok_or_else(|| bad("empty name"))?;
+        if directory {
             b.push(PlannedEntry {
                 source: EntrySource::Directory,
                 name,
                 method: MethodChoice::Fixed(Method::Store),
                 declared: Sizes::Known { size: 0, crc32: 0 },
                 modified: None,
+                legacy_name,
             })?;
             continue;
         }
@@ -572,14 +611,20 @@ pub fn parse_mod_zip(
                 crc32: parse_crc(hex).ok_or_else(|| bad("crc32 is not 1 to 8 hex digits"))?,
             },
         };
-        let path_and_query = check_location(line.location).map_err(bad)?;
-        let name = b.namer.unique(&name);
+        let location = match charset {
+            NameCharset::Native | NameCharset::Separated(_) => std::borrow::Cow::Owned(
+                raw::to_utf8(line.location).ok_or_else(|| bad("location is not UTF-8"))?,
+            ),
+            _ => std::borrow::Cow::Borrowed(line.location),
+        };
+        let path_and_query = check_location(&location).map_err(bad)?;
         b.push(PlannedEntry {
             source: EntrySource::Origin { path_and_query },
             name,
             method: MethodChoice::Fixed(Method::Store),
             declared,
             modified: None,
+            legacy_name,
         })?;
     }
     Ok(ArchivePlan {
@@ -589,6 +634,184 @@ pub fn parse_mod_zip(
         modified: None,
         pass_headers: http::HeaderMap::new(),
     })
+}
+
+/// How a mod_zip manifest's names go into the archive, from the manifest
+/// response's headers, as mod_zip reads them:
+/// - `X-Archive-Name-Sep: <sep>`: names are `<native><sep><utf8>`; the
+///   native bytes go in the header without the UTF-8 flag, the UTF-8 part
+///   in a Unicode Path field (an empty separator, or a name without it:
+///   native bytes only);
+/// - `X-Archive-Charset: native`: names are bytes in the reader's own
+///   charset, written as they are, without the UTF-8 flag;
+/// - `X-Archive-Charset: cp866` (any WHATWG encoding label: ibm866,
+///   windows-1251, koi8-r, shift_jis, gbk, big5…): names are UTF-8,
+///   converted to that charset (unmappable characters become `_`), with
+///   the UTF-8 name in a Unicode Path field;
+/// - otherwise (`utf8`, absent, or a charset sluice does not know, which is
+///   logged): UTF-8 names with the UTF-8 flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameCharset {
+    Utf8,
+    Native,
+    Legacy(&'static encoding_rs::Encoding),
+    /// The separator (possibly empty).
+    Separated(String),
+}
+
+impl NameCharset {
+    pub fn from_headers(headers: &http::HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers.get(name).map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .trim_end_matches(';')
+                    .trim()
+                    .to_string()
+            })
+        };
+        if let Some(sep) = text("x-archive-name-sep") {
+            return NameCharset::Separated(sep);
+        }
+        let Some(charset) = text("x-archive-charset") else {
+            return NameCharset::Utf8;
+        };
+        if charset.eq_ignore_ascii_case("native") {
+            return NameCharset::Native;
+        }
+        match encoding_rs::Encoding::for_label(charset.as_bytes()) {
+            Some(enc) if enc == encoding_rs::UTF_8 => NameCharset::Utf8,
+            _ if charset.eq_ignore_ascii_case("utf8") => NameCharset::Utf8,
+            Some(enc) if enc.output_encoding() == enc => NameCharset::Legacy(enc),
+            _ => {
+                tracing::warn!(%charset, "X-Archive-Charset names a charset sluice cannot write; names stay UTF-8");
+                NameCharset::Utf8
+            }
+        }
+    }
+
+    /// The entry's sanitised, unique UTF-8 name (messages use it, and the
+    /// Unicode Path field holds it) and its legacy header name, if any.
+    /// Uniqueness is made on what the header holds: for native names, the
+    /// bytes.
+    fn names(
+        &self,
+        written: &str,
+        namer: &mut Namer,
+        directory: bool,
+    ) -> Option<(String, Option<Box<LegacyName>>)> {
+        let slash = |mut s: String| {
+            if directory {
+                s.push('/');
+            }
+            s
+        };
+        let legacy = |bytes: Vec<u8>, unicode_path: bool| {
+            let mut bytes = bytes;
+            if directory {
+                bytes.push(b'/');
+            }
+            Some(Box::new(LegacyName {
+                bytes: bytes.into_boxed_slice(),
+                unicode_path,
+            }))
+        };
+        match self {
+            NameCharset::Utf8 => Some((slash(namer.unique(&names::sanitize(written)?)), None)),
+            NameCharset::Legacy(enc) => {
+                let name = namer.unique(&names::sanitize(written)?);
+                let bytes = encode_replacing(enc, &name);
+                Some((slash(name), legacy(bytes, true)))
+            }
+            NameCharset::Native | NameCharset::Separated(_) => {
+                let (native, utf8) = match self {
+                    NameCharset::Separated(sep) if !sep.is_empty() => {
+                        match written.rfind(sep.as_str()) {
+                            Some(at) => (&written[..at], Some(&written[at + sep.len()..])),
+                            None => (written, None),
+                        }
+                    }
+                    _ => (written, None),
+                };
+                // Sanitised and made unique in the byte-preserving text
+                // form, so the checks see the ASCII they look for and the
+                // bytes come back exactly.
+                let bytes = raw::to_bytes(&namer.unique(&names::sanitize(native)?));
+                let utf8 = utf8
+                    .and_then(raw::to_utf8)
+                    .and_then(|u| names::sanitize(&u));
+                let unicode_path = utf8.is_some();
+                let name = utf8
+                    .or_else(|| names::sanitize(&String::from_utf8_lossy(&bytes)))
+                    .unwrap_or_else(|| "_".to_string());
+                Some((slash(name), legacy(bytes, unicode_path)))
+            }
+        }
+    }
+}
+
+/// `name` in `enc`, with `_` for what it cannot hold (mod_zip asks iconv
+/// for `//TRANSLIT//IGNORE`; a visible `_` loses less than a dropped letter).
+fn encode_replacing(enc: &'static encoding_rs::Encoding, name: &str) -> Vec<u8> {
+    let mut encoder = enc.new_encoder();
+    let mut out = Vec::with_capacity(name.len());
+    let mut rest = name;
+    loop {
+        let need = encoder
+            .max_buffer_length_from_utf8_without_replacement(rest.len())
+            .unwrap_or(rest.len() * 4 + 16);
+        out.reserve(need);
+        let mut buf = vec![0u8; need];
+        let (result, read, written) =
+            encoder.encode_from_utf8_without_replacement(rest, &mut buf, true);
+        out.extend_from_slice(&buf[..written]);
+        rest = &rest[read..];
+        match result {
+            encoding_rs::EncoderResult::Unmappable(_) => out.push(b'_'),
+            encoding_rs::EncoderResult::InputEmpty => return out,
+            encoding_rs::EncoderResult::OutputFull => continue,
+        }
+    }
+}
+
+/// Manifests in a native charset are bytes, not UTF-8. They are parsed as
+/// text in which each byte above 0x7F stands for itself as a character of
+/// the Private Use Area (U+E080..U+E0FF), so the line and field splitting
+/// and the name checks (all ASCII) work unchanged, and the bytes come back
+/// exactly.
+mod raw {
+    const BASE: u32 = 0xE000;
+
+    pub fn to_text(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|&b| {
+                if b.is_ascii() {
+                    char::from(b)
+                } else {
+                    char::from_u32(BASE + u32::from(b)).unwrap_or('_')
+                }
+            })
+            .collect()
+    }
+
+    pub fn to_bytes(text: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(text.len());
+        for c in text.chars() {
+            match u32::from(c) {
+                n if n < 0x80 => out.push(n as u8),
+                n if (BASE + 0x80..=BASE + 0xFF).contains(&n) => out.push((n - BASE) as u8),
+                // Only what sanitising inserts (`_`) reaches here in
+                // practice; anything else keeps its UTF-8 form.
+                _ => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        out
+    }
+
+    pub fn to_utf8(text: &str) -> Option<String> {
+        String::from_utf8(to_bytes(text)).ok()
+    }
 }
 
 /// The four fields of one mod_zip manifest entry, as written.
@@ -733,7 +956,7 @@ mod tests {
     }
 
     fn mod_zip_plan(body: &[u8], limits: ManifestLimits) -> Result<ArchivePlan> {
-        parse_mod_zip(body, limits, &mut |_| Ok(()))
+        parse_mod_zip(body, limits, &NameCharset::Utf8, &mut |_| Ok(()))
     }
 
     #[test]
@@ -986,7 +1209,102 @@ mod tests {
         assert_eq!(e[1].source.describe(), "/files/c.txt?sig=1");
         assert_eq!(e[1].method, MethodChoice::Fixed(Method::Store));
         assert_eq!(e[2].name, "empty");
-        assert!(!plan.is_known_size());
+        // Every size is given (a Content-Length), not every CRC (no ranges).
+        assert!(plan.is_known_size());
+        assert!(!plan.is_rangeable());
+    }
+
+    fn charset_plan(body: &[u8], charset: &NameCharset) -> ArchivePlan {
+        parse_mod_zip(body, LIMITS, charset, &mut |_| Ok(())).unwrap()
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, http::HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    /// mod_zip's README: `X-Archive-Charset` and `X-Archive-Name-Sep`.
+    #[test]
+    fn mod_zip_names_in_legacy_charsets() {
+        let from = |pairs| NameCharset::from_headers(&headers(pairs));
+        assert_eq!(from(&[]), NameCharset::Utf8);
+        assert_eq!(from(&[("x-archive-charset", "utf8")]), NameCharset::Utf8);
+        assert_eq!(
+            from(&[("x-archive-charset", "native;")]),
+            NameCharset::Native
+        );
+        assert_eq!(
+            from(&[("x-archive-charset", "CP866")]),
+            NameCharset::Legacy(encoding_rs::IBM866)
+        );
+        assert_eq!(
+            from(&[("x-archive-charset", "no-such-charset")]),
+            NameCharset::Utf8
+        );
+        assert_eq!(
+            from(&[("x-archive-name-sep", "/"), ("x-archive-charset", "cp866")]),
+            NameCharset::Separated("/".into())
+        );
+
+        // cp866: UTF-8 names converted, unmappable characters as `_`, the
+        // UTF-8 name kept for the Unicode Path field.
+        let plan = charset_plan(
+            "- 3 /a a.txt\n- 3 /b Фото/лето €.jpg\n0 0 @directory Папка\n".as_bytes(),
+            &NameCharset::Legacy(encoding_rs::IBM866),
+        );
+        let e = &plan.entries;
+        assert!(e[0]
+            .legacy_name
+            .as_ref()
+            .is_some_and(|l| &*l.bytes == b"a.txt"));
+        assert_eq!(e[1].name, "Фото/лето €.jpg");
+        let l = e[1].legacy_name.as_ref().unwrap();
+        assert!(l.unicode_path);
+        assert_eq!(
+            &*l.bytes,
+            &[
+                0x94, 0xAE, 0xE2, 0xAE, b'/', 0xAB, 0xA5, 0xE2, 0xAE, b' ', b'_', b'.', b'j', b'p',
+                b'g'
+            ][..]
+        );
+        assert_eq!(
+            &*e[2].legacy_name.as_ref().unwrap().bytes,
+            &[0x8F, 0xA0, 0xAF, 0xAA, 0xA0, b'/'][..]
+        );
+
+        // native: bytes as they are, sanitised where they are ASCII, made
+        // unique by their bytes; no Unicode Path.
+        let plan = charset_plan(
+            b"- 3 /a \x94\xae\xe2\xae.jpg\n- 3 /b \x94\xae\xe2\xae.jpg\n- 3 /c ../x\x80:y\n",
+            &NameCharset::Native,
+        );
+        let bytes: Vec<&[u8]> = plan
+            .entries
+            .iter()
+            .map(|e| &*e.legacy_name.as_ref().unwrap().bytes)
+            .collect();
+        assert_eq!(bytes[0], b"\x94\xae\xe2\xae.jpg");
+        assert_eq!(bytes[1], b"\x94\xae\xe2\xae (1).jpg");
+        assert_eq!(bytes[2], b"x\x80_y");
+        assert!(plan
+            .entries
+            .iter()
+            .all(|e| !e.legacy_name.as_ref().unwrap().unicode_path));
+        assert!(plan.entries.iter().all(|e| names::is_safe(&e.name)));
+
+        // Name-Sep: `<native><sep><utf8>`; without the separator, native only.
+        let mut body = b"- 3 /a \x94.txt|".to_vec();
+        body.extend_from_slice("Ф.txt\n- 3 /b plain.txt\n".as_bytes());
+        let plan = charset_plan(&body, &NameCharset::Separated("|".into()));
+        let e = &plan.entries;
+        assert_eq!(e[0].name, "Ф.txt");
+        let l = e[0].legacy_name.as_ref().unwrap();
+        assert_eq!((&*l.bytes, l.unicode_path), (&b"\x94.txt"[..], true));
+        let l = e[1].legacy_name.as_ref().unwrap();
+        assert_eq!((&*l.bytes, l.unicode_path), (&b"plain.txt"[..], false));
     }
 
     /// The manifests of mod_zip's own test suite (t/nginx/html/*.txt),
