@@ -22,7 +22,7 @@ pub struct Validators {
 }
 
 /// What to send for a GET/HEAD, after the conditionals were evaluated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// 304 Not Modified.
     NotModified,
@@ -30,13 +30,30 @@ pub enum Decision {
     Full,
     /// 206 with bytes `start..=end`.
     Partial { start: u64, end: u64 },
+    /// 206 `multipart/byteranges` with these inclusive ranges, in the
+    /// order asked (only from [`evaluate_multi`]).
+    Multipart(Vec<(u64, u64)>),
     /// 416, with `Content-Range: bytes */len`.
     Unsatisfiable,
 }
 
 /// Evaluate If-None-Match / If-Modified-Since, then Range / If-Range, for a
-/// representation of `len` bytes.
+/// representation of `len` bytes. A request for several ranges gets the
+/// whole representation, which RFC 9110 allows and which is what most CDNs
+/// do for binary media.
 pub fn evaluate(headers: &HeaderMap, v: &Validators, len: u64) -> Decision {
+    evaluate_multi(headers, v, len, 1)
+}
+
+/// [`evaluate`], answering up to `max_ranges` ranges as a multipart
+/// response (more than that get the whole representation, as nginx's
+/// `max_ranges` does).
+pub fn evaluate_multi(
+    headers: &HeaderMap,
+    v: &Validators,
+    len: u64,
+    max_ranges: usize,
+) -> Decision {
     if let Some(inm) = headers.get(IF_NONE_MATCH).and_then(|h| h.to_str().ok()) {
         // Weak comparison (§13.1.2); If-Modified-Since is ignored when present.
         if etag_list_matches(inm, &v.etag, false) {
@@ -62,10 +79,15 @@ pub fn evaluate(headers: &HeaderMap, v: &Validators, len: u64) -> Decision {
             return Decision::Full;
         }
     }
-    parse_range(range, len)
+    parse_ranges(range, len, max_ranges)
 }
 
 fn if_range_holds(if_range: &str, v: &Validators) -> bool {
+    // The other ETag exactly as sent (mod_zip compares the bytes, and
+    // nginx's `add_header ETag 3.14159` sends one without quotes).
+    if !if_range.starts_with("W/") && v.if_range_etag.as_deref() == Some(if_range) {
+        return true;
+    }
     if if_range.starts_with('"') || if_range.starts_with("W/") {
         // If-Range needs a strong match.
         return !if_range.starts_with("W/")
@@ -98,16 +120,49 @@ pub fn etag_list_matches(list: &str, etag: &str, strong: bool) -> bool {
     })
 }
 
-/// Parse a `Range: bytes=...` header. Only a single range is honoured; a
-/// multi-range request gets the whole representation, which RFC 9110 allows
-/// and which is what most CDNs do for binary media.
-pub fn parse_range(header: &str, len: u64) -> Decision {
+/// Parse a `Range: bytes=...` header of a single range (several get the
+/// whole representation).
+#[cfg(test)]
+fn parse_range(header: &str, len: u64) -> Decision {
+    parse_ranges(header, len, 1)
+}
+
+/// Parse a `Range: bytes=...` header of up to `max_ranges` ranges. A
+/// header with a malformed range is ignored as a whole (RFC 9110 §14.2);
+/// unsatisfiable ranges are left out, and only when none is left is the
+/// answer 416.
+pub fn parse_ranges(header: &str, len: u64, max_ranges: usize) -> Decision {
     let Some(spec) = header.trim().strip_prefix("bytes=") else {
         return Decision::Full; // unknown unit: ignore
     };
-    if spec.contains(',') {
+    let specs: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if specs.is_empty() || specs.len() > max_ranges.max(1) {
         return Decision::Full;
     }
+    let mut ranges = Vec::with_capacity(specs.len());
+    for one in specs {
+        match parse_one(one, len) {
+            Decision::Partial { start, end } => ranges.push((start, end)),
+            Decision::Unsatisfiable => {}
+            _ => return Decision::Full,
+        }
+    }
+    match ranges.as_slice() {
+        [] => Decision::Unsatisfiable,
+        [(start, end)] => Decision::Partial {
+            start: *start,
+            end: *end,
+        },
+        _ => Decision::Multipart(ranges),
+    }
+}
+
+/// One `first-last`, `first-` or `-suffix`.
+fn parse_one(spec: &str, len: u64) -> Decision {
     let Some((first, last)) = spec.trim().split_once('-') else {
         return Decision::Full;
     };
@@ -195,6 +250,22 @@ mod tests {
         assert_eq!(parse_range("bytes=100-", 100), Decision::Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), Decision::Unsatisfiable);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), Decision::Full);
+        assert_eq!(
+            parse_ranges("bytes=0-1, 128-131", 303, 16),
+            Decision::Multipart(vec![(0, 1), (128, 131)])
+        );
+        // Unsatisfiable ranges are left out; all of them: 416.
+        assert_eq!(
+            parse_ranges("bytes=5-6,1000-", 303, 16),
+            Decision::Partial { start: 5, end: 6 }
+        );
+        assert_eq!(
+            parse_ranges("bytes=1000-,2000-", 303, 16),
+            Decision::Unsatisfiable
+        );
+        // A malformed range voids the header; too many ranges too.
+        assert_eq!(parse_ranges("bytes=0-1,x", 303, 16), Decision::Full);
+        assert_eq!(parse_ranges("bytes=0-1,2-3,4-5", 303, 2), Decision::Full);
         assert_eq!(parse_range("bytes=9-3", 100), Decision::Full);
         assert_eq!(parse_range("items=0-1", 100), Decision::Full);
         assert_eq!(parse_range("bytes=0-", 0), Decision::Unsatisfiable);
@@ -233,5 +304,15 @@ mod tests {
         assert_eq!(evaluate(&stale, &v(), 10), Decision::Full);
         let weak = h(&[(RANGE, "bytes=0-1"), (IF_RANGE, "W/\"abc\"")]);
         assert_eq!(evaluate(&weak, &v(), 10), Decision::Full);
+        // The other (mod_zip manifest's) ETag, byte for byte, even unquoted.
+        let mut other = v();
+        other.if_range_etag = Some("3.14159".into());
+        let unquoted = h(&[(RANGE, "bytes=0-1"), (IF_RANGE, "3.14159")]);
+        assert_eq!(
+            evaluate(&unquoted, &other, 10),
+            Decision::Partial { start: 0, end: 1 }
+        );
+        let wrong = h(&[(RANGE, "bytes=0-1"), (IF_RANGE, "2.71828")]);
+        assert_eq!(evaluate(&wrong, &other, 10), Decision::Full);
     }
 }

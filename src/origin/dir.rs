@@ -114,7 +114,10 @@ impl DirOrigin {
                 );
                 (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
             }
-            Decision::Full | Decision::NotModified => (StatusCode::OK, 0, len),
+            // `evaluate` answers several ranges with the whole file.
+            Decision::Full | Decision::NotModified | Decision::Multipart(_) => {
+                (StatusCode::OK, 0, len)
+            }
         };
         headers.insert(CONTENT_LENGTH, HeaderValue::from(count));
         if req.method == Method::HEAD {
