@@ -77,6 +77,10 @@ pub enum ErrorKind {
     /// The origin answered with this error status (image sources, zip
     /// entries: where the origin's status is a fact to report).
     OriginStatus(u16),
+    /// The origin answered an archive entry with this status. The client
+    /// asked for the archive, not the entry, so this is a bad gateway
+    /// (mod_zip answers 500), never the entry's own 404.
+    EntryRefused(u16),
 
     // ---- the client
     /// Malformed: a path, a processing option, a header, a body encoding.
@@ -118,7 +122,7 @@ impl ErrorKind {
         use ErrorKind::*;
         match self {
             ConnectFailed | ConnectTimeout | FirstByteTimeout | IdleTimeout | InvalidResponse
-            | BodyBroken | OriginStatus(_) => ErrorSource::Upstream,
+            | BodyBroken | OriginStatus(_) | EntryRefused(_) => ErrorSource::Upstream,
             InvalidRequest | Forbidden | NotFound | MethodNotAllowed | RangeNotSatisfiable
             | TooLarge | Unprocessable | UriTooLong | HeadersTooLarge | BodyTimeout
             | ClientGone => ErrorSource::Downstream,
@@ -150,6 +154,7 @@ impl ErrorKind {
             InvalidResponse => "invalid_response",
             BodyBroken => "body_broken",
             OriginStatus(_) => "origin_status",
+            EntryRefused(_) => "entry_refused",
             InvalidRequest => "invalid_request",
             Forbidden => "forbidden",
             NotFound => "not_found",

@@ -18,7 +18,7 @@ pub fn of(e: &Error) -> StatusCode {
         OriginStatus(s @ (403 | 404 | 410)) => {
             StatusCode::from_u16(s).unwrap_or(StatusCode::BAD_GATEWAY)
         }
-        OriginStatus(_) => StatusCode::BAD_GATEWAY,
+        OriginStatus(_) | EntryRefused(_) => StatusCode::BAD_GATEWAY,
         InvalidRequest => StatusCode::BAD_REQUEST,
         Forbidden => StatusCode::FORBIDDEN,
         NotFound => StatusCode::NOT_FOUND,
@@ -49,6 +49,7 @@ mod tests {
         assert_eq!(status(ErrorKind::FirstByteTimeout), 504);
         assert_eq!(status(ErrorKind::OriginStatus(404)), 404);
         assert_eq!(status(ErrorKind::OriginStatus(500)), 502);
+        assert_eq!(status(ErrorKind::EntryRefused(404)), 502);
         assert_eq!(status(ErrorKind::QueueFull), 429);
         assert_eq!(status(ErrorKind::BudgetFull), 503);
         assert_eq!(status(ErrorKind::BodyTimeout), 408);

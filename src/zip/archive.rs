@@ -14,10 +14,15 @@
 //!   `sluice-errors.txt` (or abort, with `"on_error": "abort"`); processed
 //!   entries (manifest `options`/`variants`) are always written this way,
 //!   stored, each variant of a failed source listed on its own;
-//! - known size: every entry stored with declared size and CRC, so the
-//!   length is known and a byte range of the archive can be produced,
-//!   fetching only the entries (or parts of entries) inside the range. Any
-//!   entry failure aborts, since the length was promised.
+//! - known size: every entry stored with its size declared, so the length
+//!   is known (Content-Length: browsers show progress). With every CRC
+//!   declared too, a byte range of the archive (or several, as
+//!   `multipart/byteranges`) can be produced, fetching only the entries (or
+//!   parts of entries) inside it; entries without a CRC are followed by a
+//!   data descriptor, and such an archive is only sent whole, as mod_zip
+//!   does. Any entry failure aborts, since the length was promised; a
+//!   failure of the first entry fetched comes before the response head,
+//!   so the client gets a 5xx instead of a cut transfer.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -25,11 +30,11 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::manifest::{ArchivePlan, OnError, PlannedEntry};
+use super::manifest::{ArchivePlan, EntrySource, OnError, PlannedEntry};
 use super::scheduler::{EntryScheduler, FetchJob, OpenedEntry, SchedulerConfig};
-use super::writer::{self, DosDateTime, EntrySpec, Method, Sizes, ZipWriter};
+use super::writer::{self, DosDateTime, EntryLayout, EntrySpec, Method, Sizes, ZipWriter};
 use crate::body::Body;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, ErrorKind, Result};
@@ -57,10 +62,52 @@ pub struct Download {
     pub processor: Arc<Processor>,
     pub config: ArchiveConfig,
     pub plan: ArchivePlan,
-    /// Bytes of the archive to send (inclusive), known-size mode only.
-    pub range: Option<(u64, u64)>,
+    /// What part of the archive the response carries.
+    pub shape: Shape,
     /// Held while the download runs (the plan's own memory).
     pub plan_reservation: Reservation,
+}
+
+/// What part of the archive a response carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shape {
+    Whole,
+    /// Bytes `first..=last` (known-size mode with every CRC only).
+    Range(u64, u64),
+    /// Several ranges as `multipart/byteranges`, each part headed by its
+    /// own `Content-Range` (see [`multipart_head`]).
+    Multipart {
+        ranges: Vec<(u64, u64)>,
+        boundary: String,
+        archive_len: u64,
+    },
+}
+
+/// The head of one part of a `multipart/byteranges` body (RFC 9110 §14.6),
+/// laid out as nginx lays it out: each part starts on a new line.
+pub fn multipart_head(boundary: &str, (first, last): (u64, u64), archive_len: u64) -> String {
+    format!(
+        "\r\n--{boundary}\r\nContent-Type: application/zip\r\nContent-Range: bytes {first}-{last}/{archive_len}\r\n\r\n"
+    )
+}
+
+/// The end of a `multipart/byteranges` body.
+pub fn multipart_tail(boundary: &str) -> String {
+    format!("\r\n--{boundary}--\r\n")
+}
+
+/// How each entry's records are laid out in a known-size archive.
+fn layout(e: &PlannedEntry) -> EntryLayout {
+    let (name_len, unicode_path_len) = match &e.legacy_name {
+        Some(l) => (l.bytes.len(), l.unicode_path.then_some(e.name.len())),
+        None => (e.name.len(), None),
+    };
+    EntryLayout {
+        name_len,
+        unicode_path_len,
+        size: e.declared.length().unwrap_or(0),
+        crc_known: matches!(e.declared, Sizes::Known { .. }),
+    }
 }
 
 /// The exact length of a known-size archive.
@@ -68,65 +115,119 @@ pub fn known_length(plan: &ArchivePlan) -> Option<u64> {
     if !plan.is_known_size() {
         return None;
     }
-    Some(writer::known_archive_len(
-        plan.entries
-            .iter()
-            .map(|e| (e.name.len(), e.declared.length().unwrap_or(0))),
-    ))
+    Some(writer::known_archive_len(plan.entries.iter().map(layout)))
 }
 
+/// Tells the response whether the archive got going: `Ok` once its first
+/// byte can be sent, the error if it failed before that.
+type Started = Option<oneshot::Sender<Result<()>>>;
+
 impl Download {
-    /// Start producing; the returned body streams the archive.
-    pub fn into_body(self) -> Body {
+    /// Start producing, and answer once the archive got going: the body
+    /// streams it, or the error that stopped it before its first byte
+    /// becomes the response (a known-size archive whose first entry the
+    /// origin refuses gets a 5xx, not a 200 cut short).
+    pub async fn start(self) -> Result<Body> {
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(BODY_QUEUE);
+        let (started_tx, started_rx) = oneshot::channel();
         tokio::spawn(async move {
             // Dropped unfinished (the client left) counts as client_gone.
             let archive = metrics::zip::Archive::start();
+            let mut started: Started = Some(started_tx);
             let outcome = tokio::select! {
-                r = self.produce(&tx) => r,
+                r = self.produce(&tx, &mut started) => r,
                 // The client went away: dropping `produce` drops the
                 // scheduler, which aborts every origin fetch.
                 _ = tx.closed() => return,
             };
             match outcome {
-                Ok(()) => archive.finish(),
+                Ok(()) => {
+                    archive.finish();
+                    signal(&mut started, Ok(()));
+                }
                 Err(e) => {
                     archive.fail(e.kind.as_str());
-                    if e.kind != ErrorKind::ClientGone {
+                    if let Some(before_first_byte) = started.take() {
+                        let _ = before_first_byte.send(Err(e));
+                    } else if e.kind != ErrorKind::ClientGone {
                         let _ = tx.send(Err(e)).await;
                     }
                 }
             }
         });
+        match started_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Error::internal("archive producer ended before it started")),
+        }
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item.map(Frame::data), rx))
         });
-        StreamBody::new(stream).boxed_unsync()
+        Ok(StreamBody::new(stream).boxed_unsync())
     }
 
-    async fn produce(self, tx: &mpsc::Sender<Result<Bytes>>) -> Result<()> {
+    async fn produce(self, tx: &mpsc::Sender<Result<Bytes>>, started: &mut Started) -> Result<()> {
         let Download {
             origin,
             budget,
             processor,
             config,
             plan,
-            range,
+            shape,
             plan_reservation,
         } = self;
+        let parts = Parts {
+            origin,
+            budget,
+            processor,
+            config,
+        };
         let mut sink = Sink {
             tx,
             position: 0,
-            range,
+            range: None,
             max: config.max_archive_bytes,
+            started,
         };
-        let result = if plan.is_known_size() {
-            known_size(origin, budget, processor, config, &plan, &mut sink).await
-        } else {
-            streaming(origin, budget, processor, config, &plan, &mut sink).await
+        let result = match shape {
+            _ if !plan.is_known_size() => parts.streaming(&plan, &mut sink).await,
+            Shape::Whole => parts.known_size(&plan, &mut sink).await,
+            Shape::Range(first, last) => {
+                sink.range = Some((first, last));
+                parts.known_size(&plan, &mut sink).await
+            }
+            Shape::Multipart {
+                ranges,
+                boundary,
+                archive_len,
+            } => {
+                // Each part is made on its own, fetching what it covers.
+                for range in ranges {
+                    sink.raw(Bytes::from(multipart_head(&boundary, range, archive_len)))
+                        .await?;
+                    sink.position = 0;
+                    sink.range = Some(range);
+                    parts.known_size(&plan, &mut sink).await?;
+                }
+                sink.raw(Bytes::from(multipart_tail(&boundary))).await
+            }
         };
         drop(plan_reservation);
         result
+    }
+}
+
+/// What every part of a download is made with.
+struct Parts {
+    origin: Origin,
+    budget: MemoryBudget,
+    processor: Arc<Processor>,
+    config: ArchiveConfig,
+}
+
+fn signal(started: &mut Started, result: Result<()>) {
+    if let Some(tx) = started.take() {
+        let _ = tx.send(result);
     }
 }
 
@@ -136,10 +237,26 @@ struct Sink<'a> {
     position: u64,
     range: Option<(u64, u64)>,
     max: u64,
+    started: &'a mut Started,
 }
 
 impl Sink<'_> {
+    /// The archive got going: the response head can go out.
+    fn started(&mut self) {
+        signal(self.started, Ok(()));
+    }
+
+    /// Bytes outside the archive (multipart heads).
+    async fn raw(&mut self, bytes: Bytes) -> Result<()> {
+        self.started();
+        self.tx
+            .send(Ok(bytes))
+            .await
+            .map_err(|_| Error::new(ErrorKind::ClientGone, "client went away"))
+    }
+
     async fn emit(&mut self, bytes: Bytes) -> Result<()> {
+        self.started();
         let start = self.position;
         let len = bytes.len() as u64;
         self.position += len;
@@ -188,23 +305,37 @@ fn entry_error(entry: &PlannedEntry, e: &Error) -> Error {
 
 // ------------------------------------------------------------ streaming
 
+impl Parts {
+    fn scheduler(&self, plan: &ArchivePlan, jobs: Vec<FetchJob>) -> EntryScheduler {
+        EntryScheduler::new(
+            self.origin.clone(),
+            self.budget.clone(),
+            self.processor.clone(),
+            self.config.scheduler,
+            jobs,
+            Arc::new(plan.pass_headers.clone()),
+        )
+    }
+
+    async fn streaming(&self, plan: &ArchivePlan, sink: &mut Sink<'_>) -> Result<()> {
+        streaming(
+            self.scheduler(plan, FetchJob::for_entries(&plan.entries)),
+            plan,
+            sink,
+        )
+        .await
+    }
+
+    async fn known_size(&self, plan: &ArchivePlan, sink: &mut Sink<'_>) -> Result<()> {
+        known_size(self, plan, sink).await
+    }
+}
+
 async fn streaming(
-    origin: Origin,
-    budget: MemoryBudget,
-    processor: Arc<Processor>,
-    config: ArchiveConfig,
+    mut scheduler: EntryScheduler,
     plan: &ArchivePlan,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
-    let jobs = FetchJob::for_entries(&plan.entries);
-    let mut scheduler = EntryScheduler::new(
-        origin,
-        budget,
-        processor,
-        config.scheduler,
-        jobs,
-        Arc::new(plan.pass_headers.clone()),
-    );
     let mut writer = ZipWriter::new();
     let mut skipped: Vec<(usize, String)> = Vec::new();
 
@@ -245,6 +376,7 @@ async fn streaming(
         let name = unused_name(plan, ERRORS_ENTRY);
         let spec = EntrySpec {
             name,
+            legacy_name: None,
             method: Method::Deflate,
             modified: DosDateTime::from_system_time(SystemTime::now()),
             sizes: Sizes::Length(report.len() as u64),
@@ -313,6 +445,7 @@ async fn write_streamed(
         .unwrap_or_else(|| DosDateTime::from_system_time(SystemTime::now()));
     let spec = EntrySpec {
         name: entry.name.clone(),
+        legacy_name: entry.legacy_name.as_deref().cloned(),
         method: entry.method.resolve(opened.meta.content_type.as_deref()),
         modified,
         sizes,
@@ -344,25 +477,20 @@ async fn write_streamed(
 
 // ----------------------------------------------------------- known size
 
-async fn known_size(
-    origin: Origin,
-    budget: MemoryBudget,
-    processor: Arc<Processor>,
-    config: ArchiveConfig,
-    plan: &ArchivePlan,
-    sink: &mut Sink<'_>,
-) -> Result<()> {
+async fn known_size(parts: &Parts, plan: &ArchivePlan, sink: &mut Sink<'_>) -> Result<()> {
     // Where each entry's data lies in the archive, and which part of it the
     // range needs (entry-relative, inclusive).
     let mut offset = 0u64;
     let mut needed: Vec<Option<(u64, u64)>> = Vec::with_capacity(plan.entries.len());
     let mut jobs = Vec::new();
-    for e in &plan.entries {
-        let size = e.declared.length().unwrap_or(0);
-        let data = offset + writer::local_header_len(e.name.len(), size >= u64::from(u32::MAX));
-        offset = data + size;
+    let mut first_fetched = None;
+    for (i, e) in plan.entries.iter().enumerate() {
+        let layout = layout(e);
+        let size = layout.size;
+        let data = offset + layout.local_header_len();
+        offset = data + size + layout.descriptor_len();
         let part = match sink.range {
-            _ if size == 0 => None,
+            _ if size == 0 || matches!(e.source, EntrySource::Directory) => None,
             None => Some((0, size - 1)),
             Some((first, last)) => {
                 let from = first.max(data);
@@ -377,23 +505,29 @@ async fn known_size(
                 path_and_query: e.source.describe().to_string(),
                 range: (!whole).then_some((a, b)),
             });
+            first_fetched.get_or_insert(i);
         }
         needed.push(part);
     }
-    let mut scheduler = EntryScheduler::new(
-        origin,
-        budget,
-        processor,
-        config.scheduler,
-        jobs,
-        Arc::new(plan.pass_headers.clone()),
-    );
+    let mut scheduler = parts.scheduler(plan, jobs);
+    // The first entry fetched is opened before the first byte goes out, so
+    // that its failure (a 404, a refused connection) is the response.
+    let mut first_opened = match first_fetched {
+        Some(i) => match scheduler.next().await {
+            Some(Ok(o)) => Some(o),
+            Some(Err(e)) => return Err(entry_error(&plan.entries[i], &e)),
+            None => return Err(Error::internal("scheduler ran out of entries")),
+        },
+        None => None,
+    };
+    sink.started();
     let mut writer = ZipWriter::new();
 
     for (entry, part) in plan.entries.iter().zip(needed) {
         let size = entry.declared.length().unwrap_or(0);
         let spec = EntrySpec {
             name: entry.name.clone(),
+            legacy_name: entry.legacy_name.as_deref().cloned(),
             method: Method::Store,
             // The length and every byte must not depend on the origin's
             // answers (ranges of the same archive must fit together), so
@@ -412,10 +546,13 @@ async fn known_size(
                 sink.skip(size);
             }
             Some((a, b)) => {
-                let mut opened = match scheduler.next().await {
-                    Some(Ok(o)) => o,
-                    Some(Err(e)) => return Err(entry_error(entry, &e)),
-                    None => return Err(Error::internal("scheduler ran out of entries")),
+                let mut opened = match first_opened.take() {
+                    Some(o) => o,
+                    None => match scheduler.next().await {
+                        Some(Ok(o)) => o,
+                        Some(Err(e)) => return Err(entry_error(entry, &e)),
+                        None => return Err(Error::internal("scheduler ran out of entries")),
+                    },
                 };
                 let whole = a == 0 && b == size - 1;
                 if whole {

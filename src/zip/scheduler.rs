@@ -491,7 +491,7 @@ impl Fetch {
         } else if status != StatusCode::OK {
             let reason = status.canonical_reason().unwrap_or("");
             return Err(Error::new(
-                ErrorKind::OriginStatus(status.as_u16()),
+                ErrorKind::EntryRefused(status.as_u16()),
                 format!("origin answered {} {reason}", status.as_u16()),
             ));
         }

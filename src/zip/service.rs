@@ -10,12 +10,12 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{
-    ACCEPT_RANGES, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
-use super::archive::{self, ArchiveConfig, Download};
+use super::archive::{self, ArchiveConfig, Download, Shape};
 use super::manifest::{self, ArchivePlan, ManifestLimits};
 use super::scheduler::SchedulerConfig;
 use super::writer::DosDateTime;
@@ -125,12 +125,16 @@ impl Service for ZipService {
             manifest::parse_json(bytes, manifest_limits, &presets, meter)
         })
         .await?;
-        self.answer_post(planned, &parts.headers)
+        self.answer_post(planned, &parts.headers).await
     }
 }
 
 impl ZipService {
-    fn answer_post(&self, planned: Planned, request_headers: &HeaderMap) -> Result<Response<Body>> {
+    async fn answer_post(
+        &self,
+        planned: Planned,
+        request_headers: &HeaderMap,
+    ) -> Result<Response<Body>> {
         let file_name = planned
             .plan
             .file_name
@@ -146,7 +150,7 @@ impl ZipService {
         let mut conditionals = conditional_headers(request_headers);
         conditionals.remove(IF_NONE_MATCH);
         conditionals.remove(IF_MODIFIED_SINCE);
-        self.respond(planned, &conditionals, headers)
+        self.respond(planned, &conditionals, headers).await
     }
 }
 
@@ -309,8 +313,9 @@ impl ZipService {
         )
         .await?;
         let manifest_limits = self.limits();
+        let charset = manifest::NameCharset::from_headers(&upstream.headers);
         let mut planned = plan_off_the_reactor(z, bytes, held, move |bytes, meter| {
-            manifest::parse_mod_zip(bytes, manifest_limits, meter)
+            manifest::parse_mod_zip(bytes, manifest_limits, &charset, meter)
                 .map_err(|e| e.from_side(ErrorSource::Upstream))
         })
         .await?;
@@ -329,28 +334,8 @@ impl ZipService {
         if let Some(len) = planned.known_length {
             planned.etag = Some(archive_etag(&planned.plan, len));
         }
-        let mut headers = crate::headers::to_client(upstream.headers, http::Version::HTTP_11);
-        for h in [
-            CONTENT_LENGTH,
-            CONTENT_TYPE,
-            http::header::CONTENT_ENCODING,
-            CONTENT_RANGE,
-            ACCEPT_RANGES,
-            ETAG,
-            LAST_MODIFIED,
-            X_ARCHIVE_FILES,
-            HeaderName::from_static("x-archive-charset"),
-            HeaderName::from_static(X_ARCHIVE_PASS_HEADERS),
-        ] {
-            headers.remove(h);
-        }
-        if !headers.contains_key(CONTENT_DISPOSITION) {
-            headers.insert(
-                CONTENT_DISPOSITION,
-                content_disposition("attachment", "download.zip"),
-            );
-        }
-        self.respond(planned, request_headers, headers)
+        let headers = mod_zip_response_headers(upstream.headers);
+        self.respond(planned, request_headers, headers).await
     }
 
     fn limits(&self) -> ManifestLimits {
@@ -371,7 +356,7 @@ impl ZipService {
         }
     }
 
-    fn respond(
+    async fn respond(
         &self,
         planned: Planned,
         request_headers: &HeaderMap,
@@ -401,12 +386,16 @@ impl ZipService {
 
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/zip"));
         let mut status = StatusCode::OK;
-        let mut range = None;
-        match (known_length, etag) {
-            (Some(len), Some(etag)) => {
-                if len > config.max_archive_bytes {
-                    return Err(too_large());
-                }
+        let mut shape = Shape::Whole;
+        if let Some(len) = known_length {
+            if len > config.max_archive_bytes {
+                return Err(too_large());
+            }
+            // A length without every CRC: Content-Length (a browser shows
+            // progress), but no ranges (a part's data descriptor needs the
+            // CRC of the entry's bytes before it), as mod_zip does.
+            let mut body_len = len;
+            if let (true, Some(etag)) = (plan.is_rangeable(), etag) {
                 headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
                 if let Ok(v) = HeaderValue::from_str(&etag) {
                     headers.insert(ETAG, v);
@@ -417,17 +406,39 @@ impl ZipService {
                     if_range_etag: manifest_etag,
                     if_range_modified: manifest_modified,
                 };
-                let body_len = match conditional::evaluate(request_headers, &validators, len) {
-                    Decision::Full => len,
+                match conditional::evaluate_multi(request_headers, &validators, len, MAX_RANGES) {
+                    Decision::Full => {}
                     Decision::Partial { start, end } => {
                         status = StatusCode::PARTIAL_CONTENT;
-                        range = Some((start, end));
+                        shape = Shape::Range(start, end);
                         insert(
                             &mut headers,
                             CONTENT_RANGE,
                             format!("bytes {start}-{end}/{len}"),
                         );
-                        end - start + 1
+                        body_len = end - start + 1;
+                    }
+                    Decision::Multipart(ranges) => {
+                        status = StatusCode::PARTIAL_CONTENT;
+                        let boundary = multipart_boundary();
+                        body_len = ranges
+                            .iter()
+                            .map(|&r| {
+                                archive::multipart_head(&boundary, r, len).len() as u64 + r.1 - r.0
+                                    + 1
+                            })
+                            .sum::<u64>()
+                            + archive::multipart_tail(&boundary).len() as u64;
+                        insert(
+                            &mut headers,
+                            CONTENT_TYPE,
+                            format!("multipart/byteranges; boundary={boundary}"),
+                        );
+                        shape = Shape::Multipart {
+                            ranges,
+                            boundary,
+                            archive_len: len,
+                        };
                     }
                     Decision::NotModified => {
                         headers.remove(CONTENT_TYPE);
@@ -438,12 +449,9 @@ impl ZipService {
                         headers.remove(CONTENT_TYPE);
                         return Ok(bodiless(StatusCode::RANGE_NOT_SATISFIABLE, headers));
                     }
-                };
-                insert(&mut headers, CONTENT_LENGTH, body_len.to_string());
+                }
             }
-            _ => {
-                headers.insert(ACCEPT_RANGES, HeaderValue::from_static("none"));
-            }
+            insert(&mut headers, CONTENT_LENGTH, body_len.to_string());
         }
         let download = Download {
             origin: self.inner.origin.clone(),
@@ -451,14 +459,71 @@ impl ZipService {
             processor: self.inner.processor.clone(),
             config,
             plan,
-            range,
+            shape,
             plan_reservation,
         };
-        let mut response = Response::new(download.into_body());
+        let mut response = Response::new(download.start().await?);
         *response.status_mut() = status;
         *response.headers_mut() = headers;
         Ok(response)
     }
+}
+
+/// Ranges answered as one `multipart/byteranges` response; a request for
+/// more gets the whole archive (each part is planned and fetched on its own).
+const MAX_RANGES: usize = 16;
+
+/// A boundary that no archive byte sequence is likely to hold: 20 digits
+/// that differ per response.
+fn multipart_boundary() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = nanos
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("{n:020}")
+}
+
+/// The response head of an archive made from a mod_zip manifest response:
+/// as mod_zip, the origin's own headers stay (Content-Disposition, cookies,
+/// `Last-Modified`, which is also every entry's time), the manifest's
+/// framing and its directives to the archiver go, and `Cache-Control:
+/// max-age=0` is added (when the origin set no Cache-Control of its own:
+/// mod_zip replaces it, which would turn an origin's `private` or
+/// `no-store` into something a shared cache may store).
+/// `X-Archive-Files` goes too, where mod_zip keeps it: a proxy in front
+/// that also reads it (another sluice, nginx with mod_zip) would take the
+/// archive for a manifest.
+fn mod_zip_response_headers(upstream: HeaderMap) -> HeaderMap {
+    let mut headers = crate::headers::to_client(upstream, http::Version::HTTP_11);
+    for h in [
+        CONTENT_LENGTH,
+        CONTENT_TYPE,
+        http::header::CONTENT_ENCODING,
+        CONTENT_RANGE,
+        ACCEPT_RANGES,
+        ETAG,
+        X_ARCHIVE_FILES,
+        HeaderName::from_static("x-archive-charset"),
+        HeaderName::from_static("x-archive-name-sep"),
+        HeaderName::from_static(X_ARCHIVE_PASS_HEADERS),
+    ] {
+        headers.remove(h);
+    }
+    if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=0"));
+    }
+    if !headers.contains_key(CONTENT_DISPOSITION) {
+        headers.insert(
+            CONTENT_DISPOSITION,
+            content_disposition("attachment", "download.zip"),
+        );
+    }
+    headers
 }
 
 fn manifest_too_large(max: u64) -> Error {
