@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{client, Sluice, TestOrigin};
+use common::{client, odd_dir, Sluice, TestOrigin};
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
@@ -21,21 +21,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The odd-case images, generated once (needs imagemagick, libvips-tools,
-/// libjpeg-turbo-progs; see docs/development.md).
-fn odd_dir() -> PathBuf {
-    let dir = root().join("tests/data/odd");
-    if !dir.join("INDEX.txt").exists() {
-        let status = Command::new("bash")
-            .arg(root().join("tests/data/make-odd-images.sh"))
-            .arg(&dir)
-            .status()
-            .expect("run make-odd-images.sh");
-        assert!(status.success(), "make-odd-images.sh failed");
-    }
-    dir
 }
 
 /// Decode a PNG, WebP or JPEG into 8-bit RGB (decoders independent of the

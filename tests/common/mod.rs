@@ -725,6 +725,27 @@ fn generated(
 }
 
 /// A reqwest client that never decompresses, so tests see the wire.
+/// The odd-case images (CMYK, EXIF orientations, truncated and corrupt
+/// files), generated once per checkout by tests/data/make-odd-images.sh
+/// (needs imagemagick, libvips-tools, libjpeg-turbo-progs; see
+/// docs/development.md). Tests of one binary run in parallel: the lock
+/// makes the first caller generate while the others wait.
+pub fn odd_dir() -> std::path::PathBuf {
+    static GENERATE: Mutex<()> = Mutex::new(());
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("tests/data/odd");
+    let _one_at_a_time = GENERATE.lock().unwrap_or_else(|e| e.into_inner());
+    if !dir.join("INDEX.txt").exists() {
+        let status = Command::new("bash")
+            .arg(root.join("tests/data/make-odd-images.sh"))
+            .arg(&dir)
+            .status()
+            .expect("run make-odd-images.sh");
+        assert!(status.success(), "make-odd-images.sh failed");
+    }
+    dir
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

@@ -27,6 +27,10 @@
 //! - `/file/{path}`: a file of this repository under `samples/` or
 //!   `tests/data/` (real photos for processed entries), Content-Length set.
 //! - `/slow-file/{path}`: the same, 16 KiB every 50 ms.
+//! - any path registered with [`ZipOrigin::add_file`], looked up after
+//!   percent-decoding (as nginx maps a URI to a file): that body as nginx
+//!   serves a static file, with Range (416 past the end), and the
+//!   registered headers as `add_header` adds them (not to a 416).
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -70,6 +74,22 @@ pub struct Seen {
     pub manifests: HashMap<String, String>,
     /// GETs without Range, by path.
     pub full_gets: HashMap<String, usize>,
+    /// Static files by decoded path (see [`ZipOrigin::add_file`]).
+    pub files: HashMap<String, StaticFile>,
+}
+
+/// A file served as nginx serves a static file.
+#[derive(Clone)]
+pub struct StaticFile {
+    pub body: Bytes,
+    /// Added to 200 and 206 answers, as `add_header` does.
+    pub headers: Vec<(&'static str, &'static str)>,
+    /// Refused with 403 unless the request has this header, non-empty
+    /// (t/nginx.conf's `if ($http_cookie = "") { return 403; }`).
+    pub needs_header: Option<&'static str>,
+    /// Add `X-Archive-Pass-Headers` from the `pass_headers` query argument
+    /// (`add_header X-Archive-Pass-Headers $arg_pass_headers`).
+    pub pass_headers_from_query: bool,
 }
 
 pub struct ZipOrigin {
@@ -121,6 +141,10 @@ impl ZipOrigin {
             .unwrap()
             .manifests
             .insert(key.into(), text.into());
+    }
+
+    pub fn add_file(&self, path: &str, file: StaticFile) {
+        self.seen.lock().unwrap().files.insert(path.into(), file);
     }
 
     /// Requests whose path starts with `prefix`, with their Range header.
@@ -177,6 +201,13 @@ async fn respond(
         s.requests.push((path.clone(), headers.clone()));
         n
     };
+    let decoded = percent_encoding::percent_decode_str(&path)
+        .decode_utf8_lossy()
+        .into_owned();
+    let file = seen.lock().unwrap().files.get(&decoded).cloned();
+    if let Some(file) = file {
+        return Ok(serve_static(&headers, &file, pass.as_deref()));
+    }
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let num = |i: usize| seg.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
     let r = match seg[0] {
@@ -309,6 +340,52 @@ async fn respond(
         _ => full(StatusCode::NOT_FOUND, b"no such path".to_vec()),
     };
     Ok(r)
+}
+
+fn serve_static(h: &HeaderMap, file: &StaticFile, pass: Option<&str>) -> Response<Body> {
+    if let Some(name) = file.needs_header {
+        if h.get(name).is_none_or(|v| v.is_empty()) {
+            return full(StatusCode::FORBIDDEN, b"forbidden".to_vec());
+        }
+    }
+    let len = file.body.len();
+    let range = h
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+        .filter(|v| !v.contains(','))
+        .and_then(|v| v.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok())));
+    let mut r = match range {
+        Some((start, _)) if start >= len => {
+            let mut r = full(StatusCode::RANGE_NOT_SATISFIABLE, Vec::new());
+            r.headers_mut().insert(
+                "content-range",
+                HeaderValue::from_str(&format!("bytes */{len}")).unwrap(),
+            );
+            return r;
+        }
+        Some((start, end)) => {
+            let end = end.unwrap_or(len - 1).min(len - 1);
+            let mut r = full(StatusCode::PARTIAL_CONTENT, file.body[start..=end].to_vec());
+            r.headers_mut().insert(
+                "content-range",
+                HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).unwrap(),
+            );
+            r
+        }
+        None => full(StatusCode::OK, file.body.to_vec()),
+    };
+    let hm = r.headers_mut();
+    hm.insert("content-type", HeaderValue::from_static("text/plain"));
+    hm.insert("accept-ranges", HeaderValue::from_static("bytes"));
+    for (k, v) in &file.headers {
+        hm.insert(*k, HeaderValue::from_static(v));
+    }
+    if let Some(p) = pass.filter(|p| file.pass_headers_from_query && !p.is_empty()) {
+        hm.insert("x-archive-pass-headers", HeaderValue::from_str(p).unwrap());
+    }
+    r
 }
 
 /// A static file as nginx serves it with `add_header X-Archive-Files zip`.
