@@ -24,7 +24,7 @@ use std::process::Command;
 use bytes::Bytes;
 use common::{client, Sluice};
 use zip_origin::{StaticFile, ZipOrigin};
-use zip_readers::{check_all, python_read, temp_file};
+use zip_readers::{check_all, python_list, python_read, temp_file};
 
 const FILE1: &[u8] = b"This is the first file.\n";
 const FILE2: &[u8] = b"This is the second file.\n";
@@ -507,5 +507,145 @@ async fn headers_ranges_and_if_range() {
         )
         .await;
         assert_eq!(got.status, status, "If-Range: {validator}");
+    }
+}
+
+/// Each entry as Python's zipfile sees it: the header name's raw bytes,
+/// whether the UTF-8 flag is set, and the Unicode Path field (0x7075), if
+/// any, as (CRC it carries == CRC-32 of the header name, UTF-8 name).
+fn raw_names(zip: &[u8]) -> Vec<(Vec<u8>, bool, Option<(bool, String)>)> {
+    let file = temp_file("mod-zip-charset", zip);
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile, struct, zlib\n\
+             for i in zipfile.ZipFile(sys.argv[1]).infolist():\n\
+             \x20   utf8 = bool(i.flag_bits & 0x800)\n\
+             \x20   raw = i.orig_filename.encode('utf-8' if utf8 else 'cp437')\n\
+             \x20   up, x = '-', i.extra\n\
+             \x20   while len(x) >= 4:\n\
+             \x20       tag, n = struct.unpack('<HH', x[:4]); body = x[4:4 + n]; x = x[4 + n:]\n\
+             \x20       if tag == 0x7075 and body[0] == 1:\n\
+             \x20           ok = struct.unpack('<I', body[1:5])[0] == zlib.crc32(raw)\n\
+             \x20           up = '%d:%s' % (ok, body[5:].hex())\n\
+             \x20   print(raw.hex(), int(utf8), up)",
+        )
+        .arg(&*file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hex = |s: &str| {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let up = f[2]
+                .split_once(':')
+                .map(|(ok, name)| (ok == "1", String::from_utf8(hex(name)).unwrap()));
+            (hex(f[0]), f[1] == "1", up)
+        })
+        .collect()
+}
+
+/// bsdtar's listing, in a UTF-8 locale: it reads the Unicode Path field.
+fn bsdtar_names(zip: &[u8]) -> Vec<String> {
+    let file = temp_file("mod-zip-charset", zip);
+    let out = Command::new("bsdtar")
+        .env("LC_ALL", "C.UTF-8")
+        .arg("-tf")
+        .arg(&*file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// mod_zip's README: `X-Archive-Charset` (an iconv charset, or `native`)
+/// and `X-Archive-Name-Sep`. Its suite has no case for them; these are
+/// the README's three uses, checked against Python's zipfile and bsdtar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_in_a_legacy_charset_as_the_mod_zip_readme_gives_them() {
+    let origin = ZipOrigin::start().await;
+    origin.add_file(
+        "/file1.txt",
+        StaticFile {
+            body: Bytes::from_static(FILE1),
+            headers: vec![],
+            needs_header: None,
+            pass_headers_from_query: false,
+        },
+    );
+    let manifest = |body: Vec<u8>, headers: Vec<(&'static str, &'static str)>| {
+        let mut headers = headers;
+        headers.push(("x-archive-files", "zip"));
+        StaticFile {
+            body: Bytes::from(body),
+            headers,
+            needs_header: None,
+            pass_headers_from_query: false,
+        }
+    };
+    // "Привет.txt" in cp866.
+    let cp866: &[u8] = b"\x8f\xe0\xa8\xa2\xa5\xe2.txt";
+    let line = |name: &[u8]| [b"1a6349c5 24 /file1.txt ".as_slice(), name, b"\n"].concat();
+    origin.add_file(
+        "/cp866.txt",
+        manifest(
+            line("Привет.txt".as_bytes()),
+            vec![("x-archive-charset", "cp866")],
+        ),
+    );
+    origin.add_file(
+        "/native.txt",
+        manifest(line(cp866), vec![("x-archive-charset", "native;")]),
+    );
+    let separated = [cp866, b"|", "Привет.txt".as_bytes()].concat();
+    origin.add_file(
+        "/sep.txt",
+        manifest(line(&separated), vec![("x-archive-name-sep", "|;")]),
+    );
+    origin.add_file("/utf8.txt", manifest(line("Привет.txt".as_bytes()), vec![]));
+    let sluice = sluice_for(&origin);
+
+    let unicode = Some((true, "Привет.txt".to_string()));
+    for (path, want) in [
+        // Converted, the UTF-8 flag clear, the UTF-8 name in a Unicode Path field.
+        ("/cp866.txt", (cp866.to_vec(), false, unicode.clone())),
+        // As given, the flag clear, no Unicode Path.
+        ("/native.txt", (cp866.to_vec(), false, None)),
+        // The native part in the header, the UTF-8 part in a Unicode Path field.
+        ("/sep.txt", (cp866.to_vec(), false, unicode.clone())),
+        // No header: UTF-8 with the flag.
+        ("/utf8.txt", ("Привет.txt".as_bytes().to_vec(), true, None)),
+    ] {
+        let got = get(&sluice, path, &[]).await;
+        assert_eq!(got.status, 200, "{path}");
+        assert_eq!(raw_names(&got.body), vec![want.clone()], "{path}");
+        check_all(&temp_file("mod-zip-charset", &got.body));
+        let file = temp_file("mod-zip-charset", &got.body);
+        let listed = python_list(&file);
+        assert_eq!(listed.len(), 1, "{path}");
+        assert_eq!(python_read(&file, &listed[0].name), FILE1, "{path}");
+        if want.2.is_some() || want.1 {
+            assert_eq!(bsdtar_names(&got.body), vec!["Привет.txt"], "{path}");
+        }
     }
 }
