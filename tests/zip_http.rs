@@ -1079,3 +1079,91 @@ async fn large_variants_wait_for_memory_instead_of_failing() {
         peak >> 20
     );
 }
+
+/// `"sizes": "probe"`: entries without sizes get a HEAD each before the
+/// first byte, so the archive has a Content-Length (a browser's progress
+/// bar); without it, or when a HEAD gives no length, it is chunked as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sizes_probe_gives_an_archive_without_sizes_a_content_length() {
+    let origin = ZipOrigin::start().await;
+    let photo = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/samples/sunset.jpg")).unwrap();
+    origin.add_file(
+        "/photo",
+        zip_origin::StaticFile {
+            body: bytes::Bytes::from(photo.clone()),
+            headers: vec![("content-type", "image/jpeg")],
+            needs_header: None,
+            pass_headers_from_query: false,
+        },
+    );
+    let sluice = sluice_for(&origin, &[]);
+    let entries = json!([
+        {"source": "file/samples/sunset.jpg", "name": "trip/sunset.jpg"},
+        {"source": "bytes/300000", "name": "trip/pattern.jpg"},
+        // No extension: the HEAD's Content-Type (image/jpeg) makes it stored.
+        {"source": "photo", "name": "trip/photo"}
+    ]);
+
+    let got = post(&sluice, &json!({"sizes": "probe", "entries": entries}), &[]).await;
+    assert_eq!(got.status, 200);
+    let length: usize = got.headers["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        !got.headers.contains_key("accept-ranges"),
+        "no CRCs: no ranges"
+    );
+    let body = got.body.unwrap();
+    assert_eq!(body.len(), length);
+    let mut heads = origin.heads();
+    heads.sort();
+    assert_eq!(
+        heads,
+        ["/bytes/300000", "/file/samples/sunset.jpg", "/photo"]
+    );
+    let file = temp_file("http-probe", &body);
+    let listed = check_all(&file);
+    assert!(
+        listed.iter().all(|e| e.method == 0),
+        "all stored: {listed:?}"
+    );
+    assert_eq!(unzip_entry(&file, "trip/photo"), photo);
+    assert_eq!(unzip_entry(&file, "trip/pattern.jpg"), pattern_vec(300_000));
+
+    // The same manifest without the probe: chunked, no HEAD.
+    let got = post(&sluice, &json!({"entries": entries}), &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(!got.headers.contains_key("content-length"));
+    check_all(&temp_file("http-probe", &got.body.unwrap()));
+    assert_eq!(origin.heads().len(), 3);
+
+    // A HEAD without a length (a chunked origin): chunked, still sound.
+    let chunked = json!({"sizes": "probe", "entries": [
+        {"source": "bytes/1000", "name": "a.jpg"},
+        {"source": "chunked/5000", "name": "b.jpg"}
+    ]});
+    let got = post(&sluice, &chunked, &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(!got.headers.contains_key("content-length"));
+    let file = temp_file("http-probe", &got.body.unwrap());
+    check_all(&file);
+    assert_eq!(unzip_entry(&file, "b.jpg"), pattern_vec(5000));
+
+    // A deflated entry cannot have a known size: no HEAD is made.
+    let before = origin.heads().len();
+    let deflated = json!({"sizes": "probe", "entries": [
+        {"source": "bytes/1000", "name": "a.jpg"},
+        {"source": "text/1000", "name": "notes.txt"}
+    ]});
+    let got = post(&sluice, &deflated, &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(!got.headers.contains_key("content-length"));
+    check_all(&temp_file("http-probe", &got.body.unwrap()));
+    assert_eq!(origin.heads().len(), before);
+
+    // Anything else in "sizes" is refused.
+    let got = post(&sluice, &json!({"sizes": "guess", "entries": entries}), &[]).await;
+    assert_eq!(got.status, 422);
+}

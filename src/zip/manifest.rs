@@ -36,6 +36,17 @@ pub enum OnError {
     Abort,
 }
 
+/// Where entry sizes come from: the manifest only, or also `HEAD`
+/// requests before the first byte ([`super::probe`]), so that the archive
+/// can have a `Content-Length`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizesFrom {
+    #[default]
+    Declared,
+    Probe,
+}
+
 /// Where an entry's bytes come from: the origin's bytes as they are, or an
 /// image the recompression pipeline made from them. The archive only needs
 /// a stream of bytes from either.
@@ -117,6 +128,8 @@ pub struct ArchivePlan {
     /// Client request headers sent along with every entry's origin request
     /// (mod_zip's `X-Archive-Pass-Headers`); empty for JSON manifests.
     pub pass_headers: http::HeaderMap,
+    /// JSON `"sizes"`: whether to learn missing sizes before the first byte.
+    pub sizes: SizesFrom,
 }
 
 impl ArchivePlan {
@@ -301,6 +314,7 @@ pub fn parse_json(
         on_error: head.on_error,
         modified: None,
         pass_headers: http::HeaderMap::new(),
+        sizes: head.sizes,
     })
 }
 
@@ -308,6 +322,7 @@ pub fn parse_json(
 struct ManifestHead {
     name: Option<String>,
     on_error: OnError,
+    sizes: SizesFrom,
 }
 
 /// Reads the manifest object, planning `entries` as they come.
@@ -336,11 +351,13 @@ impl<'de> serde::de::Visitor<'de> for ManifestSeed<'_, '_> {
         use serde::de::Error as _;
         let mut name: Option<Option<String>> = None;
         let mut on_error: Option<OnError> = None;
+        let mut sizes: Option<SizesFrom> = None;
         let mut entries = false;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
                 "name" if name.is_none() => name = Some(map.next_value()?),
                 "on_error" if on_error.is_none() => on_error = Some(map.next_value()?),
+                "sizes" if sizes.is_none() => sizes = Some(map.next_value()?),
                 "entries" if !entries => {
                     entries = true;
                     map.next_value_seed(EntriesSeed {
@@ -349,13 +366,13 @@ impl<'de> serde::de::Visitor<'de> for ManifestSeed<'_, '_> {
                         failed: &mut *self.failed,
                     })?;
                 }
-                "name" | "on_error" | "entries" => {
+                "name" | "on_error" | "entries" | "sizes" => {
                     return Err(A::Error::custom(format!("duplicate field `{key}`")))
                 }
                 other => {
                     return Err(A::Error::unknown_field(
                         other,
-                        &["name", "entries", "on_error"],
+                        &["name", "entries", "on_error", "sizes"],
                     ))
                 }
             }
@@ -366,6 +383,7 @@ impl<'de> serde::de::Visitor<'de> for ManifestSeed<'_, '_> {
         Ok(ManifestHead {
             name: name.flatten(),
             on_error: on_error.unwrap_or_default(),
+            sizes: sizes.unwrap_or_default(),
         })
     }
 }
@@ -633,6 +651,7 @@ pub fn parse_mod_zip(
         on_error: OnError::Skip,
         modified: None,
         pass_headers: http::HeaderMap::new(),
+        sizes: SizesFrom::Declared,
     })
 }
 

@@ -17,6 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::archive::{self, ArchiveConfig, Download, Shape};
 use super::manifest::{self, ArchivePlan, ManifestLimits};
+use super::probe;
 use super::scheduler::SchedulerConfig;
 use super::writer::DosDateTime;
 use crate::body::{self, Body};
@@ -121,10 +122,15 @@ impl Service for ZipService {
         .await?;
         let manifest_limits = self.limits();
         let presets = z.presets.clone();
-        let planned = plan_off_the_reactor(z, bytes, held, move |bytes, meter| {
+        let mut planned = plan_off_the_reactor(z, bytes, held, move |bytes, meter| {
             manifest::parse_json(bytes, manifest_limits, &presets, meter)
         })
         .await?;
+        if planned.plan.sizes == manifest::SizesFrom::Probe && planned.known_length.is_none() {
+            let outcome = probe::learn_sizes(&z.origin, &mut planned.plan).await;
+            tracing::debug!(?outcome, "zip size probe");
+            planned.known_length = archive::known_length(&planned.plan);
+        }
         self.answer_post(planned, &parts.headers).await
     }
 }

@@ -76,6 +76,8 @@ pub struct Seen {
     pub full_gets: HashMap<String, usize>,
     /// Static files by decoded path (see [`ZipOrigin::add_file`]).
     pub files: HashMap<String, StaticFile>,
+    /// Paths asked with HEAD, in arrival order (not in `requests`).
+    pub heads: Vec<String>,
 }
 
 /// A file served as nginx serves a static file.
@@ -162,6 +164,11 @@ impl ZipOrigin {
             .collect()
     }
 
+    /// Paths asked with HEAD.
+    pub fn heads(&self) -> Vec<String> {
+        self.seen.lock().unwrap().heads.clone()
+    }
+
     pub fn live(&self) -> usize {
         self.live_bodies.load(Ordering::SeqCst)
     }
@@ -191,14 +198,19 @@ async fn respond(
     let headers = req.headers().clone();
     let prior_full_gets = {
         let mut s = seen.lock().unwrap();
-        let n = if headers.contains_key("range") {
+        let n = if req.method() == http::Method::HEAD {
+            s.heads.push(path.clone());
+            0
+        } else if headers.contains_key("range") {
             s.full_gets.get(&path).copied().unwrap_or(0)
         } else {
             let c = s.full_gets.entry(path.clone()).or_insert(0);
             *c += 1;
             *c - 1
         };
-        s.requests.push((path.clone(), headers.clone()));
+        if req.method() != http::Method::HEAD {
+            s.requests.push((path.clone(), headers.clone()));
+        }
         n
     };
     let decoded = percent_encoding::percent_decode_str(&path)
