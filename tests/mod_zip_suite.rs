@@ -346,7 +346,8 @@ async fn empty_directories_and_pass_headers() {
     let cookie = [("cookie", "session=verified")];
     let token = [("x-auth-token", "verified")];
     let both = [("cookie", "session=verified"), ("x-auth-token", "verified")];
-    let cases: [(&str, &[(&str, &str)], u16); 6] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Headers, u16); 6] = [
         ("/zip-authorized-files-cookie.txt", &cookie, 502),
         (
             "/zip-authorized-files-cookie.txt?pass_headers=Cookie",
@@ -513,7 +514,10 @@ async fn headers_ranges_and_if_range() {
 /// Each entry as Python's zipfile sees it: the header name's raw bytes,
 /// whether the UTF-8 flag is set, and the Unicode Path field (0x7075), if
 /// any, as (CRC it carries == CRC-32 of the header name, UTF-8 name).
-fn raw_names(zip: &[u8]) -> Vec<(Vec<u8>, bool, Option<(bool, String)>)> {
+/// (header name bytes, UTF-8 flag, Unicode Path field as (CRC ok, name)).
+type RawName = (Vec<u8>, bool, Option<(bool, String)>);
+
+fn raw_names(zip: &[u8]) -> Vec<RawName> {
     let file = temp_file("mod-zip-charset", zip);
     let out = Command::new("python3")
         .arg("-c")

@@ -59,10 +59,10 @@ pub async fn learn_sizes(origin: &Origin, plan: &mut ArchivePlan) -> ProbeOutcom
             (EntrySource::Processed { .. }, _) | (_, MethodChoice::Fixed(ZipMethod::Deflate)) => {
                 return ProbeOutcome::Pointless
             }
-            (EntrySource::Origin { path_and_query }, method) => {
-                if e.declared.length().is_none() || method == MethodChoice::ByContentType {
-                    wanted.push((index, path_and_query.clone()));
-                }
+            (EntrySource::Origin { path_and_query }, method)
+                if e.declared.length().is_none() || method == MethodChoice::ByContentType =>
+            {
+                wanted.push((index, path_and_query.clone()));
             }
             _ => {}
         }
