@@ -208,6 +208,18 @@ pub struct LegacyName {
     pub unicode_path: bool,
 }
 
+impl LegacyName {
+    /// The bytes of the header's name field: the legacy bytes, or `name`.
+    fn header_name<'a>(legacy: Option<&'a LegacyName>, name: &'a str) -> &'a [u8] {
+        legacy.map_or(name.as_bytes(), |l| &l.bytes)
+    }
+
+    /// The UTF-8 name for a Unicode Path field, if one is written.
+    fn unicode_path<'a>(legacy: Option<&'a LegacyName>, name: &'a str) -> Option<&'a str> {
+        legacy.filter(|l| l.unicode_path).map(|_| name)
+    }
+}
+
 /// What the length of an entry's records depends on, for archives whose
 /// length is known in advance (see [`known_archive_len`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,18 +298,11 @@ impl EntrySpec {
     }
 
     fn header_name(&self) -> &[u8] {
-        match &self.legacy_name {
-            Some(legacy) => &legacy.bytes,
-            None => self.name.as_bytes(),
-        }
+        LegacyName::header_name(self.legacy_name.as_ref(), &self.name)
     }
 
-    /// The UTF-8 name for a Unicode Path field, if one is written.
     fn unicode_path(&self) -> Option<&str> {
-        match &self.legacy_name {
-            Some(legacy) if legacy.unicode_path => Some(&self.name),
-            _ => None,
-        }
+        LegacyName::unicode_path(self.legacy_name.as_ref(), &self.name)
     }
 }
 
@@ -445,17 +450,11 @@ impl CentralRecord {
     }
 
     fn header_name(&self) -> &[u8] {
-        match &self.legacy_name {
-            Some(legacy) => &legacy.bytes,
-            None => self.name.as_bytes(),
-        }
+        LegacyName::header_name(self.legacy_name.as_deref(), &self.name)
     }
 
     fn unicode_path(&self) -> Option<&str> {
-        match &self.legacy_name {
-            Some(legacy) if legacy.unicode_path => Some(&self.name),
-            _ => None,
-        }
+        LegacyName::unicode_path(self.legacy_name.as_deref(), &self.name)
     }
 
     fn len(&self) -> u64 {

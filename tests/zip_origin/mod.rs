@@ -360,33 +360,16 @@ fn serve_static(h: &HeaderMap, file: &StaticFile, pass: Option<&str>) -> Respons
             return full(StatusCode::FORBIDDEN, b"forbidden".to_vec());
         }
     }
-    let len = file.body.len();
-    let range = h
+    // nginx answers several ranges of a static file with multipart; these
+    // files never get them: the whole file.
+    let single = h
         .get("range")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("bytes="))
-        .filter(|v| !v.contains(','))
-        .and_then(|v| v.split_once('-'))
-        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok())));
-    let mut r = match range {
-        Some((start, _)) if start >= len => {
-            let mut r = full(StatusCode::RANGE_NOT_SATISFIABLE, Vec::new());
-            r.headers_mut().insert(
-                "content-range",
-                HeaderValue::from_str(&format!("bytes */{len}")).unwrap(),
-            );
-            return r;
-        }
-        Some((start, end)) => {
-            let end = end.unwrap_or(len - 1).min(len - 1);
-            let mut r = full(StatusCode::PARTIAL_CONTENT, file.body[start..=end].to_vec());
-            r.headers_mut().insert(
-                "content-range",
-                HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).unwrap(),
-            );
-            r
-        }
-        None => full(StatusCode::OK, file.body.to_vec()),
+        .is_some_and(|v| !v.contains(','));
+    let none = HeaderMap::new();
+    let mut r = match range_of(if single { h } else { &none }, &file.body) {
+        Ok(r) => r,
+        Err(unsatisfiable) => return unsatisfiable,
     };
     let hm = r.headers_mut();
     hm.insert("content-type", HeaderValue::from_static("text/plain"));
@@ -400,24 +383,23 @@ fn serve_static(h: &HeaderMap, file: &StaticFile, pass: Option<&str>) -> Respons
     r
 }
 
-/// A static file as nginx serves it with `add_header X-Archive-Files zip`.
-fn static_file(h: &HeaderMap, body: Vec<u8>) -> Response<Body> {
+/// `body`, or the one byte range `h` asks for (206); `Err` is the 416.
+fn range_of(h: &HeaderMap, body: &[u8]) -> Result<Response<Body>, Response<Body>> {
     let len = body.len();
-    let etag = format!("\"static-{len}\"");
     let range = h
         .get("range")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("bytes="))
         .and_then(|v| v.split_once('-'))
         .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok())));
-    let mut r = match range {
+    match range {
         Some((start, _)) if start >= len => {
             let mut r = full(StatusCode::RANGE_NOT_SATISFIABLE, Vec::new());
             r.headers_mut().insert(
                 "content-range",
                 HeaderValue::from_str(&format!("bytes */{len}")).unwrap(),
             );
-            return r;
+            Err(r)
         }
         Some((start, end)) => {
             let end = end.unwrap_or(len - 1).min(len - 1);
@@ -426,9 +408,19 @@ fn static_file(h: &HeaderMap, body: Vec<u8>) -> Response<Body> {
                 "content-range",
                 HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).unwrap(),
             );
-            r
+            Ok(r)
         }
-        None => full(StatusCode::OK, body),
+        None => Ok(full(StatusCode::OK, body.to_vec())),
+    }
+}
+
+/// A static file as nginx serves it with `add_header X-Archive-Files zip`.
+fn static_file(h: &HeaderMap, body: Vec<u8>) -> Response<Body> {
+    let len = body.len();
+    let etag = format!("\"static-{len}\"");
+    let mut r = match range_of(h, &body) {
+        Ok(r) => r,
+        Err(unsatisfiable) => return unsatisfiable,
     };
     let hm = r.headers_mut();
     hm.insert("x-archive-files", HeaderValue::from_static("zip"));
