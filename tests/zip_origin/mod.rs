@@ -367,10 +367,10 @@ fn serve_static(h: &HeaderMap, file: &StaticFile, pass: Option<&str>) -> Respons
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| !v.contains(','));
     let none = HeaderMap::new();
-    let mut r = match range_of(if single { h } else { &none }, &file.body) {
-        Ok(r) => r,
-        Err(unsatisfiable) => return unsatisfiable,
-    };
+    let mut r = range_of(if single { h } else { &none }, &file.body);
+    if r.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        return r;
+    }
     let hm = r.headers_mut();
     hm.insert("content-type", HeaderValue::from_static("text/plain"));
     hm.insert("accept-ranges", HeaderValue::from_static("bytes"));
@@ -383,8 +383,8 @@ fn serve_static(h: &HeaderMap, file: &StaticFile, pass: Option<&str>) -> Respons
     r
 }
 
-/// `body`, or the one byte range `h` asks for (206); `Err` is the 416.
-fn range_of(h: &HeaderMap, body: &[u8]) -> Result<Response<Body>, Response<Body>> {
+/// `body`, or the one byte range `h` asks for (206), or a 416.
+fn range_of(h: &HeaderMap, body: &[u8]) -> Response<Body> {
     let len = body.len();
     let range = h
         .get("range")
@@ -399,7 +399,7 @@ fn range_of(h: &HeaderMap, body: &[u8]) -> Result<Response<Body>, Response<Body>
                 "content-range",
                 HeaderValue::from_str(&format!("bytes */{len}")).unwrap(),
             );
-            Err(r)
+            r
         }
         Some((start, end)) => {
             let end = end.unwrap_or(len - 1).min(len - 1);
@@ -408,9 +408,9 @@ fn range_of(h: &HeaderMap, body: &[u8]) -> Result<Response<Body>, Response<Body>
                 "content-range",
                 HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")).unwrap(),
             );
-            Ok(r)
+            r
         }
-        None => Ok(full(StatusCode::OK, body.to_vec())),
+        None => full(StatusCode::OK, body.to_vec()),
     }
 }
 
@@ -418,10 +418,10 @@ fn range_of(h: &HeaderMap, body: &[u8]) -> Result<Response<Body>, Response<Body>
 fn static_file(h: &HeaderMap, body: Vec<u8>) -> Response<Body> {
     let len = body.len();
     let etag = format!("\"static-{len}\"");
-    let mut r = match range_of(h, &body) {
-        Ok(r) => r,
-        Err(unsatisfiable) => return unsatisfiable,
-    };
+    let mut r = range_of(h, &body);
+    if r.status() == StatusCode::RANGE_NOT_SATISFIABLE {
+        return r;
+    }
     let hm = r.headers_mut();
     hm.insert("x-archive-files", HeaderValue::from_static("zip"));
     hm.insert("etag", HeaderValue::from_str(&etag).unwrap());
