@@ -738,8 +738,8 @@ impl NameCharset {
         match self {
             NameCharset::Utf8 => Some((slash(namer.unique(&names::sanitize(written)?)), None)),
             NameCharset::Legacy(enc) => {
-                let name = namer.unique(&names::sanitize(written)?);
-                let bytes = encode_replacing(enc, &name);
+                let (name, bytes) =
+                    namer.unique_encoded(&names::sanitize(written)?, |n| encode_replacing(enc, n));
                 Some((slash(name), legacy(bytes, true)))
             }
             NameCharset::Native | NameCharset::Separated(_) => {
@@ -1243,6 +1243,24 @@ mod tests {
             h.insert(*k, http::HeaderValue::from_static(v));
         }
         h
+    }
+
+    /// Two names the charset writes alike (letters it lacks become `_`)
+    /// get different header bytes; found by the mod_zip manifest fuzzer
+    /// (corpus file 8c72a67b…), which checks header names are unique.
+    #[test]
+    fn names_that_encode_alike_are_numbered_in_the_legacy_charset() {
+        let plan = charset_plan(
+            "- 1 /a _.txt\n- 1 /b ќ.txt\n- 1 /c ђ.TXT\n".as_bytes(),
+            &NameCharset::Legacy(encoding_rs::IBM866),
+        );
+        let header = |i: usize| plan.entries[i].legacy_name.as_ref().unwrap().bytes.to_vec();
+        assert_eq!(header(0), b"_.txt");
+        assert_eq!(header(1), b"_ (1).txt");
+        assert_eq!(header(2), b"_ (2).TXT");
+        // The Unicode Path names follow the numbering.
+        assert_eq!(plan.entries[1].name, "ќ (1).txt");
+        assert_eq!(plan.entries[2].name, "ђ (2).TXT");
     }
 
     /// mod_zip's README: `X-Archive-Charset` and `X-Archive-Name-Sep`.

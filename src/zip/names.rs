@@ -165,6 +165,9 @@ pub struct Namer {
     next_number: HashMap<(u32, String), u64>,
     /// A file's node ▶ the folder name used where a folder of that name is wanted.
     renamed_dirs: HashMap<u32, String>,
+    /// Lower-cased header bytes of legacy-charset names (see
+    /// [`Namer::unique_encoded`]) ▶ nothing.
+    encoded: HashMap<Vec<u8>, ()>,
     /// Bytes of the strings in the maps' keys and values.
     string_bytes: u64,
     /// Candidate names tried, over the namer's life (for tests).
@@ -184,6 +187,7 @@ impl Default for Namer {
             children: HashMap::new(),
             next_number: HashMap::new(),
             renamed_dirs: HashMap::new(),
+            encoded: HashMap::new(),
             string_bytes: 0,
             tries: 0,
         }
@@ -193,6 +197,29 @@ impl Default for Namer {
 impl Namer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// As [`Namer::unique`], and unique also in the bytes `encode` makes of
+    /// it (ignoring ASCII case): in a legacy charset two names can encode
+    /// alike (every letter it lacks becomes `_`), and a reader that ignores
+    /// the Unicode Path field would see the same name twice. Returns the
+    /// UTF-8 name and its bytes.
+    pub fn unique_encoded(
+        &mut self,
+        name: &str,
+        encode: impl Fn(&str) -> Vec<u8>,
+    ) -> (String, Vec<u8>) {
+        loop {
+            // Each call numbers the name anew: `a.txt`, `a (1).txt`, …
+            let candidate = self.unique(name);
+            let bytes = encode(&candidate);
+            let key = bytes.to_ascii_lowercase();
+            if !self.encoded.contains_key(&key) {
+                self.string_bytes += key.len() as u64;
+                self.encoded.insert(key, ());
+                return (candidate, bytes);
+            }
+        }
     }
 
     /// A name not used yet, derived from a sanitised `name`.
@@ -247,7 +274,8 @@ impl Namer {
         (self.nodes.capacity() * std::mem::size_of::<Node>()
             + table(&self.children)
             + table(&self.next_number)
-            + table(&self.renamed_dirs)) as u64
+            + table(&self.renamed_dirs)
+            + table(&self.encoded)) as u64
             + self.string_bytes
     }
 
