@@ -1163,6 +1163,19 @@ async fn sizes_probe_gives_an_archive_without_sizes_a_content_length() {
     check_all(&temp_file("http-probe", &got.body.unwrap()));
     assert_eq!(origin.heads().len(), before);
 
+    // More entries without a size than the probe takes: none is asked.
+    let many: Vec<_> = (0..4097)
+        .map(|i| json!({"source": "bytes/10", "name": format!("{i}.jpg")}))
+        .collect();
+    let got = post(&sluice, &json!({"sizes": "probe", "entries": many}), &[]).await;
+    assert_eq!(got.status, 200);
+    assert!(!got.headers.contains_key("content-length"));
+    assert_eq!(
+        check_all(&temp_file("http-probe", &got.body.unwrap())).len(),
+        4097
+    );
+    assert_eq!(origin.heads().len(), before);
+
     // Anything else in "sizes" is refused.
     let got = post(&sluice, &json!({"sizes": "guess", "entries": entries}), &[]).await;
     assert_eq!(got.status, 422);

@@ -8,8 +8,9 @@
 //! GET must match, or the transfer is aborted: the length was promised),
 //! its `Content-Type` decides the method of a name without a known
 //! extension, and its `Last-Modified` the entry's time. The probe is
-//! bounded: at most [`PROBE_CONCURRENCY`] HEADs at once, and
-//! [`PROBE_TIME`] in all. Whatever it cannot learn in time (an origin
+//! bounded: at most [`PROBE_CONCURRENCY`] HEADs at once, [`PROBE_TIME`]
+//! in all, and [`PROBE_MAX_ENTRIES`] entries (what it holds meanwhile is a
+//! few words per entry, so this bounds it by a constant). Whatever it cannot learn in time (an origin
 //! without `Content-Length` on HEAD, a failure, a deflated or processed
 //! entry) leaves the archive as it would have been: chunked, without a
 //! length. A probe never fails a download.
@@ -29,12 +30,16 @@ use crate::origin::{Origin, OriginRequest};
 pub const PROBE_CONCURRENCY: usize = 8;
 /// The longest a probe delays an archive's first byte.
 pub const PROBE_TIME: Duration = Duration::from_secs(5);
+/// More entries without a size than this are not probed (at 8 at once,
+/// 4096 HEADs in 5 s already needs an origin answering in 10 ms).
+pub const PROBE_MAX_ENTRIES: usize = 4096;
 
-/// What a HEAD taught about one entry.
+/// What a HEAD taught about one entry (no strings: a few words each).
 struct Learned {
     index: usize,
     length: u64,
-    content_type: Option<String>,
+    /// From the Content-Type, for an entry whose name did not decide.
+    method: ZipMethod,
     modified: Option<DosDateTime>,
 }
 
@@ -43,8 +48,8 @@ struct Learned {
 pub enum ProbeOutcome {
     /// Every entry's length is known now (or was already).
     Complete { probed: usize },
-    /// Some entry cannot have a known length (deflated, processed); no
-    /// request was made.
+    /// Some entry cannot have a known length (deflated, processed), or
+    /// too many need a HEAD; no request was made.
     Pointless,
     /// Some HEAD failed, gave no length, or the time ran out.
     Incomplete { probed: usize, learned: usize },
@@ -59,18 +64,21 @@ pub async fn learn_sizes(origin: &Origin, plan: &mut ArchivePlan) -> ProbeOutcom
             (EntrySource::Processed { .. }, _) | (_, MethodChoice::Fixed(ZipMethod::Deflate)) => {
                 return ProbeOutcome::Pointless
             }
-            (EntrySource::Origin { path_and_query }, method)
+            (EntrySource::Origin { .. }, method)
                 if e.declared.length().is_none() || method == MethodChoice::ByContentType =>
             {
-                wanted.push((index, path_and_query.clone()));
+                if wanted.len() == PROBE_MAX_ENTRIES {
+                    return ProbeOutcome::Pointless;
+                }
+                wanted.push(index);
             }
             _ => {}
         }
     }
     let probed = wanted.len();
-    let pass_headers = &plan.pass_headers;
+    let (entries, pass_headers) = (&plan.entries, &plan.pass_headers);
     let heads = futures_util::stream::iter(wanted)
-        .map(|(index, path)| head(origin, index, path, pass_headers))
+        .map(move |index| head(origin, index, &entries[index].source, pass_headers))
         .buffer_unordered(PROBE_CONCURRENCY);
     let mut learned = Vec::with_capacity(probed);
     let all = async {
@@ -93,8 +101,7 @@ pub async fn learn_sizes(origin: &Origin, plan: &mut ArchivePlan) -> ProbeOutcom
     for l in learned {
         let entry = &mut plan.entries[l.index];
         if entry.method == MethodChoice::ByContentType {
-            entry.method =
-                MethodChoice::Fixed(MethodChoice::ByContentType.resolve(l.content_type.as_deref()));
+            entry.method = MethodChoice::Fixed(l.method);
         }
         // A declared size stays: the GET is checked against it.
         if entry.declared.length().is_none() {
@@ -110,10 +117,13 @@ pub async fn learn_sizes(origin: &Origin, plan: &mut ArchivePlan) -> ProbeOutcom
 async fn head(
     origin: &Origin,
     index: usize,
-    path_and_query: String,
+    source: &EntrySource,
     pass_headers: &HeaderMap,
 ) -> Option<Learned> {
-    let mut req = OriginRequest::get(path_and_query);
+    let EntrySource::Origin { path_and_query } = source else {
+        return None;
+    };
+    let mut req = OriginRequest::get(path_and_query.as_str());
     req.method = Method::HEAD;
     for (name, value) in pass_headers {
         req.headers.append(name, value.clone());
@@ -136,7 +146,8 @@ async fn head(
     Some(Learned {
         index,
         length,
-        content_type: text(&response.headers, CONTENT_TYPE),
+        method: MethodChoice::ByContentType
+            .resolve(text(&response.headers, CONTENT_TYPE).as_deref()),
         modified: text(&response.headers, LAST_MODIFIED)
             .and_then(|s| httpdate::parse_http_date(&s).ok())
             .map(DosDateTime::from_system_time),
