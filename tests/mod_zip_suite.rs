@@ -24,7 +24,7 @@ use std::process::Command;
 use bytes::Bytes;
 use common::{client, Sluice};
 use zip_origin::{StaticFile, ZipOrigin};
-use zip_readers::{check_all, python_list, python_read, temp_file};
+use zip_readers::{check_all, python_list, python_read, stdout_of, temp_file};
 
 const FILE1: &[u8] = b"This is the first file.\n";
 const FILE2: &[u8] = b"This is the second file.\n";
@@ -175,24 +175,17 @@ async fn get(sluice: &Sluice, path: &str, headers: &[(&str, &str)]) -> Got {
 /// zipfile: name, CRC-32 (hex), general purpose flags, is it a directory.
 fn members(zip: &[u8]) -> Vec<(String, String, u32, bool)> {
     let file = temp_file("mod-zip-suite", zip);
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sys, zipfile\n\
+    let out = stdout_of(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, zipfile\n\
              for i in zipfile.ZipFile(sys.argv[1]).infolist():\n\
              \x20   print('%s\\t%08x\\t%d\\t%d' % (i.filename, i.CRC, i.flag_bits, i.is_dir()))",
-        )
-        .arg(&*file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            )
+            .arg(&*file),
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    out.lines()
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             (
@@ -519,10 +512,11 @@ type RawName = (Vec<u8>, bool, Option<(bool, String)>);
 
 fn raw_names(zip: &[u8]) -> Vec<RawName> {
     let file = temp_file("mod-zip-charset", zip);
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sys, zipfile, struct, zlib\n\
+    let out = stdout_of(
+        Command::new("python3")
+            .arg("-c")
+            .arg(
+                "import sys, zipfile, struct, zlib\n\
              for i in zipfile.ZipFile(sys.argv[1]).infolist():\n\
              \x20   utf8 = bool(i.flag_bits & 0x800)\n\
              \x20   raw = i.orig_filename.encode('utf-8' if utf8 else 'cp437')\n\
@@ -533,14 +527,8 @@ fn raw_names(zip: &[u8]) -> Vec<RawName> {
              \x20           ok = struct.unpack('<I', body[1:5])[0] == zlib.crc32(raw)\n\
              \x20           up = '%d:%s' % (ok, body[5:].hex())\n\
              \x20   print(raw.hex(), int(utf8), up)",
-        )
-        .arg(&*file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            )
+            .arg(&*file),
     );
     let hex = |s: &str| {
         (0..s.len())
@@ -548,9 +536,7 @@ fn raw_names(zip: &[u8]) -> Vec<RawName> {
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect::<Vec<u8>>()
     };
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
+    out.lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             let up = f[2]
@@ -564,22 +550,13 @@ fn raw_names(zip: &[u8]) -> Vec<RawName> {
 /// bsdtar's listing, in a UTF-8 locale: it reads the Unicode Path field.
 fn bsdtar_names(zip: &[u8]) -> Vec<String> {
     let file = temp_file("mod-zip-charset", zip);
-    let out = Command::new("bsdtar")
-        .env("LC_ALL", "C.UTF-8")
-        .arg("-tf")
-        .arg(&*file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = stdout_of(
+        Command::new("bsdtar")
+            .env("LC_ALL", "C.UTF-8")
+            .arg("-tf")
+            .arg(&*file),
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
+    out.lines().map(str::to_string).collect()
 }
 
 /// mod_zip's README: `X-Archive-Charset` (an iconv charset, or `native`)

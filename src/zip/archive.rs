@@ -161,7 +161,16 @@ impl Download {
             Err(_) => return Err(Error::internal("archive producer ended before it started")),
         }
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item.map(Frame::data), rx))
+            let item = rx.recv().await?;
+            if item.is_err() {
+                // hyper drops what it has buffered (the head, the first
+                // bytes) when a body fails at once; one Pending first lets
+                // it flush them, so the client sees a 200 cut short (as
+                // mod_zip's clients do), not a connection closed before
+                // any response.
+                tokio::task::yield_now().await;
+            }
+            Some((item.map(Frame::data), rx))
         });
         Ok(StreamBody::new(stream).boxed_unsync())
     }

@@ -39,6 +39,19 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// What `cmd` prints, which must succeed (its stderr is the message).
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .expect("reader is installed (see docs/development.md)");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
 /// Python zipfile: every CRC checks out; returns the listing.
 pub fn python_list(path: &Path) -> Vec<Listed> {
     let (ok, text) = run(Command::new("python3").arg("-c").arg(PY).arg(path));
