@@ -84,10 +84,10 @@ mod tests {
 /// workers' own arena purges at once, see [`create`]).
 /// `background_thread:true`: jemalloc purges only when something
 /// allocates, so an idle process kept what a burst had touched (RSS 37 MiB
-/// against a 15 MiB baseline, 30 s after 32 clients of zips and images
+/// against a 14–16 MiB baseline, 30 s after 32 clients of zips and images
 /// from an nginx origin); its purging threads give it back within ~2 s
-/// (23 MiB), at no measurable cost in burst time (median 11.25 s both
-/// ways, 3 paired runs; `tests/memory_return.rs`). With the
+/// (22–23 MiB), at a burst time within the runs' noise
+/// (`bench/memory-return.sh`, `tests/memory_return.rs`). With the
 /// `heap-profiling` feature jemalloc is built unprefixed, so the symbol is
 /// `malloc_conf` (a prefixed build would read `_rjem_malloc_conf`). The
 /// binary refers to it ([`keep_malloc_conf`]) so that the linker keeps it.
