@@ -277,6 +277,11 @@ async fn component_files_and_basic_archives() {
     let got = get(&sluice, "/zip-404.txt", &[]).await;
     assert_eq!(got.status, 502, "Server error with bad file");
     assert!(String::from_utf8_lossy(&got.body).contains("file2.txt"));
+    // Also when several ranges are asked and the first (bytes of the
+    // refused entry's data) needs it: the refusal is the answer, not a
+    // multipart 206 cut after its first part's head.
+    let got = get(&sluice, "/zip-404.txt", &[("range", "bytes=60-70,0-1")]).await;
+    assert_eq!(got.status, 502, "Server error with bad file, multipart");
 
     let got = get(&sluice, "/zip-many-files.txt", &[]).await;
     assert_eq!(got.status, 200, "Returns OK with many files");

@@ -34,7 +34,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::manifest::{ArchivePlan, EntrySource, OnError, PlannedEntry};
 use super::scheduler::{EntryScheduler, FetchJob, OpenedEntry, SchedulerConfig};
-use super::writer::{self, DosDateTime, EntryLayout, EntrySpec, Method, Sizes, ZipWriter};
+use super::writer::{
+    self, DosDateTime, EntryLayout, EntrySpec, LegacyName, Method, Sizes, ZipWriter,
+};
 use crate::body::Body;
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, ErrorKind, Result};
@@ -98,13 +100,10 @@ pub fn multipart_tail(boundary: &str) -> String {
 
 /// How each entry's records are laid out in a known-size archive.
 fn layout(e: &PlannedEntry) -> EntryLayout {
-    let (name_len, unicode_path_len) = match &e.legacy_name {
-        Some(l) => (l.bytes.len(), l.unicode_path.then_some(e.name.len())),
-        None => (e.name.len(), None),
-    };
+    let legacy = e.legacy_name.as_deref();
     EntryLayout {
-        name_len,
-        unicode_path_len,
+        name_len: LegacyName::header_name(legacy, &e.name).len(),
+        unicode_path_len: LegacyName::unicode_path(legacy, &e.name).map(str::len),
         size: e.declared.length().unwrap_or(0),
         crc_known: matches!(e.declared, Sizes::Known { .. }),
     }
@@ -200,10 +199,10 @@ impl Download {
         };
         let result = match shape {
             _ if !plan.is_known_size() => parts.streaming(&plan, &mut sink).await,
-            Shape::Whole => parts.known_size(&plan, &mut sink).await,
+            Shape::Whole => known_size(&parts, &plan, &mut sink).await,
             Shape::Range(first, last) => {
                 sink.range = Some((first, last));
-                parts.known_size(&plan, &mut sink).await
+                known_size(&parts, &plan, &mut sink).await
             }
             Shape::Multipart {
                 ranges,
@@ -216,7 +215,7 @@ impl Download {
                         .await?;
                     sink.position = 0;
                     sink.range = Some(range);
-                    parts.known_size(&plan, &mut sink).await?;
+                    known_size(&parts, &plan, &mut sink).await?;
                 }
                 sink.raw(Bytes::from(multipart_tail(&boundary))).await
             }
@@ -255,9 +254,10 @@ impl Sink<'_> {
         signal(self.started, Ok(()));
     }
 
-    /// Bytes outside the archive (multipart heads).
+    /// Bytes outside the archive (multipart heads). They do not start the
+    /// response: a part's first entry is opened first, so that its refusal
+    /// is still the answer (the queued head is then dropped).
     async fn raw(&mut self, bytes: Bytes) -> Result<()> {
-        self.started();
         self.tx
             .send(Ok(bytes))
             .await
@@ -333,10 +333,6 @@ impl Parts {
             sink,
         )
         .await
-    }
-
-    async fn known_size(&self, plan: &ArchivePlan, sink: &mut Sink<'_>) -> Result<()> {
-        known_size(self, plan, sink).await
     }
 }
 
