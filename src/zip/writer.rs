@@ -210,12 +210,12 @@ pub struct LegacyName {
 
 impl LegacyName {
     /// The bytes of the header's name field: the legacy bytes, or `name`.
-    fn header_name<'a>(legacy: Option<&'a LegacyName>, name: &'a str) -> &'a [u8] {
+    pub fn header_name<'a>(legacy: Option<&'a LegacyName>, name: &'a str) -> &'a [u8] {
         legacy.map_or(name.as_bytes(), |l| &l.bytes)
     }
 
     /// The UTF-8 name for a Unicode Path field, if one is written.
-    fn unicode_path<'a>(legacy: Option<&'a LegacyName>, name: &'a str) -> Option<&'a str> {
+    pub fn unicode_path<'a>(legacy: Option<&'a LegacyName>, name: &'a str) -> Option<&'a str> {
         legacy.filter(|l| l.unicode_path).map(|_| name)
     }
 }
@@ -258,8 +258,7 @@ impl EntryLayout {
     }
 
     fn unicode_path_extra_len(&self) -> u64 {
-        self.unicode_path_len
-            .map_or(0, |n| UNICODE_PATH_FIXED_LEN + n as u64)
+        unicode_path_extra_len(self.unicode_path_len)
     }
 
     /// Length of the data descriptor after the data (none with a CRC).
@@ -335,13 +334,19 @@ fn put_name_and_time_extras(
     }
 }
 
+/// Bytes of a Unicode Path extra field for a UTF-8 name of `len` bytes
+/// (none without one).
+fn unicode_path_extra_len(len: Option<usize>) -> u64 {
+    len.map_or(0, |n| UNICODE_PATH_FIXED_LEN + n as u64)
+}
+
 fn central_header_len(name_len: usize, zip64_fields: usize, unicode_path: Option<usize>) -> u64 {
     let zip64 = if zip64_fields == 0 {
         0
     } else {
         4 + 8 * zip64_fields as u64
     };
-    let unicode = unicode_path.map_or(0, |n| UNICODE_PATH_FIXED_LEN + n as u64);
+    let unicode = unicode_path_extra_len(unicode_path);
     CENTRAL_HEADER_LEN + name_len as u64 + zip64 + TIMESTAMP_CENTRAL_LEN + unicode
 }
 
@@ -408,7 +413,7 @@ impl CentralRecord {
         let unicode_path = self.unicode_path();
         let extras_len = (if n == 0 { 0 } else { 4 + 8 * n as u64 })
             + TIMESTAMP_CENTRAL_LEN
-            + unicode_path.map_or(0, |p| UNICODE_PATH_FIXED_LEN + p.len() as u64);
+            + unicode_path_extra_len(unicode_path.map(str::len));
         out.put_u32_le(CENTRAL_HEADER_SIG);
         out.put_u16_le(MADE_BY);
         out.put_u16_le(version);
