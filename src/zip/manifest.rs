@@ -217,6 +217,9 @@ struct PlanBuilder<'m> {
     entries: Vec<PlannedEntry>,
     /// Heap bytes of the entries (names, sources, variants).
     entry_heap: u64,
+    /// What the parse holds besides the plan while it runs (a native
+    /// manifest's text form).
+    scratch: u64,
     meter: PlanMeter<'m>,
 }
 
@@ -227,6 +230,7 @@ impl<'m> PlanBuilder<'m> {
             namer: Namer::new(),
             entries: Vec::new(),
             entry_heap: 0,
+            scratch: 0,
             meter,
         }
     }
@@ -252,6 +256,7 @@ impl<'m> PlanBuilder<'m> {
         (self.entries.capacity() * std::mem::size_of::<PlannedEntry>()) as u64
             + self.entry_heap
             + self.namer.heap_bytes()
+            + self.scratch
     }
 
     fn report(&mut self) -> Result<()> {
@@ -595,10 +600,15 @@ pub fn parse_mod_zip(
                 .map_err(|_| unprocessable("mod_zip manifest is not UTF-8"))?,
         ),
         NameCharset::Native | NameCharset::Separated(_) => {
+            // Counted before it is made: up to 3 bytes per manifest byte.
+            meter(raw::text_len(body))?;
             std::borrow::Cow::Owned(raw::to_text(body))
         }
     };
     let mut b = PlanBuilder::new(limits, meter);
+    if let std::borrow::Cow::Owned(t) = &text {
+        b.scratch = t.capacity() as u64;
+    }
     for (i, line) in text.split(['\r', '\n']).enumerate() {
         if line.is_empty() {
             continue;
@@ -800,6 +810,14 @@ fn encode_replacing(enc: &'static encoding_rs::Encoding, name: &str) -> Vec<u8> 
 /// exactly.
 mod raw {
     const BASE: u32 = 0xE000;
+
+    /// The length of [`to_text`]'s string, before it is made.
+    pub fn text_len(bytes: &[u8]) -> u64 {
+        bytes
+            .iter()
+            .map(|&b| if b.is_ascii() { 1 } else { 3 })
+            .sum()
+    }
 
     pub fn to_text(bytes: &[u8]) -> String {
         bytes
@@ -1243,6 +1261,24 @@ mod tests {
             h.insert(*k, http::HeaderValue::from_static(v));
         }
         h
+    }
+
+    /// A native manifest is parsed in a text form of up to 3 bytes per
+    /// byte; the meter hears of it before it is made (a 3000-byte name,
+    /// cut to 255 in the plan, would otherwise be counted as the plan).
+    #[test]
+    fn a_native_manifest_counts_its_text_form() {
+        let mut body = b"- 1 /a ".to_vec();
+        body.extend(std::iter::repeat_n(0xE9, 3000));
+        body.push(b'\n');
+        let mut metered = 0;
+        parse_mod_zip(&body, LIMITS, &NameCharset::Native, &mut |n| {
+            metered = metered.max(n);
+            Ok(())
+        })
+        .unwrap();
+        // The line as text: 7 + 3 * 3000 + 1 bytes.
+        assert!(metered > 7 + 3 * 3000, "metered {metered}");
     }
 
     /// Two names the charset writes alike (letters it lacks become `_`)
