@@ -1,4 +1,5 @@
-//! The HTTP(S) origin: one pooled hyper client (rustls for https) with
+//! The HTTP(S) origin: sluice's own client for plain http
+//! ([`super::raw_http`]), one pooled hyper client (rustls) for https, with
 //! connect, first-byte and idle timeouts. It maps transport failures to the
 //! statuses a trusted proxy uses: refused or reset before headers is 502, a
 //! timeout is 504; the origin's own statuses pass through untouched.
@@ -16,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::raw_http::RawHttp;
 use super::{OriginRequest, OriginResponse, Timeouts};
-use crate::body::IdleTimeout;
+use crate::body::{IdleTimeout, CHUNK_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Clone)]
@@ -101,7 +102,18 @@ impl HttpOrigin {
         format!("{}{}", self.scheme_authority, self.base_path)
     }
 
+    /// Fetch one resource. From a plain-http origin, through sluice's own
+    /// client, its body read in pieces of at most [`CHUNK_SIZE`] only as
+    /// the caller polls it (see [`super::raw_http`] for why).
     pub async fn fetch(&self, req: OriginRequest) -> Result<OriginResponse> {
+        if let Some(raw) = &self.raw {
+            let r = raw.fetch(req).await?;
+            return Ok(OriginResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body.streamed(CHUNK_SIZE),
+            });
+        }
         let uri: Uri = format!(
             "{}{}{}",
             self.scheme_authority, self.base_path, req.path_and_query

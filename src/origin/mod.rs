@@ -92,7 +92,7 @@ impl PassBody {
             PassBody::Socket { body, asked } => {
                 let body = match pipe {
                     Some(pipe) => body.spliced_or_streamed(pipe),
-                    None => body.streamed(),
+                    None => body.streamed(raw_http::PASSTHROUGH_READ_SIZE),
                 };
                 metered::body(body, asked)
             }

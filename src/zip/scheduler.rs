@@ -133,9 +133,11 @@ impl SchedulerConfig {
         (self.buffer_bytes as usize).div_ceil(CHUNK_SIZE).max(1)
     }
 
-    /// What one entry's buffer reserves from the budget.
+    /// What one entry's fetch reserves from the budget: its slots, each a
+    /// piece of at most one read of [`CHUNK_SIZE`], and the buffer the next
+    /// read goes into (a piece keeps its read's buffer alive).
     pub fn reserved_per_entry(&self) -> u64 {
-        (self.slots() * CHUNK_SIZE) as u64
+        ((self.slots() + 1) * CHUNK_SIZE) as u64
     }
 }
 
@@ -383,6 +385,12 @@ impl Fetch {
         let mut delivered = 0u64;
         let mut resumes = 0;
         loop {
+            // A free slot first, then a read: no piece is ever held here
+            // waiting for room, so what this entry holds is the slots plus
+            // the buffer being read into (`reserved_per_entry`).
+            let Ok(permit) = tx.reserve().await else {
+                return; // the archive stopped wanting this entry
+            };
             match body.frame().await {
                 None => return,
                 Some(Ok(frame)) => {
@@ -400,10 +408,20 @@ impl Fetch {
                             data.truncate(left as usize);
                         }
                     }
+                    let mut permit = Some(permit);
                     while !data.is_empty() {
+                        // Origin frames are at most one read of CHUNK_SIZE
+                        // (HttpOrigin, DirOrigin); a larger one is cut.
                         let piece = data.split_to(data.len().min(CHUNK_SIZE));
                         delivered += piece.len() as u64;
-                        if tx.send(Ok(piece)).await.is_err() {
+                        let sent = match permit.take() {
+                            Some(p) => {
+                                p.send(Ok(piece));
+                                true
+                            }
+                            None => tx.send(Ok(piece)).await.is_ok(),
+                        };
+                        if !sent {
                             return; // the archive stopped wanting this entry
                         }
                     }
@@ -412,6 +430,7 @@ impl Fetch {
                     }
                 }
                 Some(Err(e)) => {
+                    drop(permit);
                     // The error's own retry decision first (a broken or
                     // stalled body may be resumed; a refusal may not).
                     let can_resume = e.may_retry(false)
@@ -560,6 +579,6 @@ mod tests {
             max_resumes: 3,
         };
         assert_eq!(c.slots(), 2);
-        assert_eq!(c.reserved_per_entry(), 2 * CHUNK_SIZE as u64);
+        assert_eq!(c.reserved_per_entry(), 3 * CHUNK_SIZE as u64);
     }
 }

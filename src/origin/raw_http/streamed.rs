@@ -5,7 +5,7 @@
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 
 use super::decode::{BodyDecoder, Step, MAX_LINE};
@@ -13,22 +13,23 @@ use super::head::Framing;
 use super::Conn;
 use crate::error::Error;
 
-/// Bytes asked of the socket per read (as in [`super::super::HttpOrigin`]).
-const READ_SIZE: usize = 128 * 1024;
-
 pub struct StreamedBody {
     conn: Option<Conn>,
     buf: BytesMut,
     decoder: BodyDecoder,
+    /// Bytes asked of the socket per read, and so the size of each buffer
+    /// the frames are cut from (a frame keeps its buffer alive).
+    read_size: usize,
 }
 
 impl StreamedBody {
     /// `buf` holds the bytes read after the head.
-    pub(super) fn new(conn: Conn, buf: BytesMut, framing: Framing) -> Self {
+    pub(super) fn new(conn: Conn, buf: BytesMut, framing: Framing, read_size: usize) -> Self {
         let mut body = StreamedBody {
             conn: Some(conn),
             buf,
             decoder: BodyDecoder::new(framing),
+            read_size: read_size.max(2 * MAX_LINE),
         };
         // hyper never polls a body that is empty from the start (204, 304,
         // Content-Length: 0), so its connection is released here.
@@ -84,12 +85,16 @@ impl http_body::Body for StreamedBody {
                 return Poll::Ready(None);
             };
             if this.buf.capacity() - this.buf.len() < MAX_LINE {
-                this.buf.reserve(READ_SIZE);
+                this.buf.reserve(this.read_size);
             }
+            // At most `read_size` per read, whatever capacity `reserve`
+            // left (it may keep a larger original capacity).
+            let room = this.read_size.min(this.buf.capacity() - this.buf.len());
+            let mut window = (&mut this.buf).limit(room);
             let read = ready!(tokio_util::io::poll_read_buf(
                 Pin::new(&mut conn.stream),
                 cx,
-                &mut this.buf
+                &mut window
             ));
             match read {
                 Ok(0) if this.decoder.until_close() => {
