@@ -18,6 +18,11 @@ use crate::error::{Error, ErrorKind};
 /// up to 4 TiB and a budget fits the semaphore's permit range.
 const UNIT: u64 = 1024;
 
+/// What a reservation of `bytes` takes of the budget: whole units.
+pub fn taken_by(bytes: u64) -> u64 {
+    bytes.div_ceil(UNIT) * UNIT
+}
+
 #[derive(Clone)]
 pub struct MemoryBudget {
     inner: Arc<Inner>,
@@ -92,6 +97,12 @@ impl MemoryBudget {
             ))
         })?;
         Ok(Self::with_parent(bytes, Some(held)))
+    }
+
+    /// A budget of exactly the bytes `held` (one download's working set):
+    /// its takers wait only for each other, never for holders elsewhere.
+    pub fn from_reservation(held: Reservation) -> MemoryBudget {
+        Self::with_parent(held.bytes(), Some(held))
     }
 
     fn with_parent(capacity_bytes: u64, carved_from: Option<Reservation>) -> Self {
@@ -223,7 +234,14 @@ impl Growing {
                 self.held.merge(more);
                 Ok(())
             }
-            None => Err(budget_full()),
+            None => {
+                tracing::debug!(
+                    total,
+                    held = self.held.bytes(),
+                    "a growing reservation found the budget full"
+                );
+                Err(budget_full())
+            }
         }
     }
 

@@ -15,7 +15,8 @@
 //! 2. transport and transforms: `origin`, `splice`, `encoding`.
 //! 3. features: `health`, `image`, `zip` (which uses `image`),
 //!    `passthrough` (which hands mod_zip manifests to `zip`).
-//! 4. serving: `admin` (metrics and profiling endpoints), `server`.
+//! 4. serving: `admin` (metrics and profiling endpoints), `server`, and
+//!    `memory_model` (what is held outside the budget, [`memory_model`]).
 //! 5. configuration and the binary's commands: `config`, `commands`,
 //!    `logging`, and [`run`] here.
 //!
@@ -40,6 +41,7 @@ mod headers;
 mod health;
 mod image;
 mod logging;
+pub mod memory_model;
 mod metrics;
 mod origin;
 mod passthrough;

@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-use crate::budget::{Growing, MemoryBudget, Reservation};
+use crate::budget::{taken_by, Growing, MemoryBudget, Reservation};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Time before the minimum rate is enforced (a TCP slow start, a client
@@ -43,6 +43,36 @@ pub struct UploadLimits {
     pub max_bytes: u64,
     /// `None` for origin bodies, whose pauses the origin's idle timeout bounds.
     pub pace: Option<Pace>,
+    /// For a declared length, bytes reserved with it in the same wait for
+    /// what the caller builds from the body next (a manifest's plan): the
+    /// caller then grows from there without waiting, and rarely has to.
+    pub then_needs: ThenNeeds,
+}
+
+/// What the caller builds from a body of `n` bytes: `n × per_byte`, at
+/// least `at_least` and at most `at_most`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThenNeeds {
+    pub per_byte: u64,
+    pub at_least: u64,
+    pub at_most: u64,
+}
+
+impl ThenNeeds {
+    pub fn of(self, n: u64) -> u64 {
+        n.saturating_mul(self.per_byte)
+            .max(self.at_least)
+            .min(self.at_most)
+    }
+}
+
+/// A body read whole, its bytes counted in `held`; `then` holds what
+/// [`UploadLimits::then_needs`] asked for (empty without a declared length).
+#[derive(Debug)]
+pub struct Uploaded {
+    pub bytes: Bytes,
+    pub held: Reservation,
+    pub then: Reservation,
 }
 
 /// Read `body` whole. `declared` is its Content-Length, if any; `too_large`
@@ -55,16 +85,24 @@ pub async fn read<B>(
     budget: &MemoryBudget,
     too_large: impl Fn() -> Error,
     on_error: impl Fn(B::Error) -> Error,
-) -> Result<(Bytes, Reservation)>
+) -> Result<Uploaded>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {
     if declared.is_some_and(|n| n > limits.max_bytes) {
         return Err(too_large());
     }
-    let initial = match declared {
-        Some(n) => budget.reserve(n).await?,
-        None => Reservation::empty(),
+    let (initial, then) = match declared {
+        Some(n) => {
+            // At most a quarter of the budget: the allowance only spares
+            // the caller waitless growth, and must not hold up the queue.
+            let then = limits.then_needs.of(n).min(budget.capacity_bytes() / 4);
+            // The body's part in whole units, so that `then` is exact.
+            let mut then = budget.reserve(taken_by(n) + then).await?;
+            let body = then.split_off(n).unwrap_or_else(Reservation::empty);
+            (body, then)
+        }
+        None => (Reservation::empty(), Reservation::empty()),
     };
     let mut held = Growing::new(budget, initial);
     let capacity = usize::try_from(declared.unwrap_or(0)).map_err(|_| too_large())?;
@@ -99,7 +137,11 @@ where
         ));
     }
     held.shrink_to(data.len() as u64);
-    Ok((data.freeze(), held.into_reservation()))
+    Ok(Uploaded {
+        bytes: data.freeze(),
+        held: held.into_reservation(),
+        then,
+    })
 }
 
 /// When the next frame must have arrived: the total deadline, or the moment
@@ -181,6 +223,11 @@ mod tests {
             timeout: Duration::from_secs(60),
             min_rate: 1024,
         }),
+        then_needs: ThenNeeds {
+            per_byte: 0,
+            at_least: 0,
+            at_most: 0,
+        },
     };
 
     fn big() -> Error {
@@ -190,7 +237,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_is_read_and_counted_exactly() {
         let budget = MemoryBudget::new(8 << 20);
-        let (bytes, held) = read(
+        let Uploaded { bytes, held, then } = read(
             body(vec![b"ab", b"cd"], false),
             None,
             LIMITS,
@@ -202,8 +249,42 @@ mod tests {
         .unwrap();
         assert_eq!(&bytes[..], b"abcd");
         assert_eq!(held.bytes(), 4);
+        assert_eq!(then.bytes(), 0, "nothing more without a declared length");
         assert!(budget.in_use_bytes() >= 4);
         drop(held);
+        assert_eq!(budget.in_use_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_declared_body_reserves_what_follows_it_in_the_same_wait() {
+        let budget = MemoryBudget::new(8 << 20);
+        let limits = UploadLimits {
+            then_needs: ThenNeeds {
+                per_byte: 1000,
+                at_least: 0,
+                at_most: 1 << 20,
+            },
+            ..LIMITS
+        };
+        let up = read(
+            body(vec![b"ab", b"cd"], false),
+            Some(4),
+            limits,
+            &budget,
+            big,
+            |e| e,
+        )
+        .await
+        .unwrap();
+        assert_eq!(up.held.bytes(), 4);
+        assert_eq!(up.then.bytes(), 4000);
+        assert!(budget.in_use_bytes() >= 4004);
+        drop(up.held);
+        assert!(
+            budget.in_use_bytes() >= 4000,
+            "kept until the caller is done"
+        );
+        drop(up.then);
         assert_eq!(budget.in_use_bytes(), 0);
     }
 

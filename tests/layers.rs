@@ -34,6 +34,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("passthrough", 5), // hands mod_zip manifests to zip
     ("admin", 6),
     ("server", 6),
+    ("memory_model", 6),
     ("config", 7),
     ("commands", 7),
     ("logging", 7),

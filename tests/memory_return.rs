@@ -42,8 +42,10 @@ async fn zip_once(sluice: &Sluice) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(resp.bytes().await.unwrap().len() > 4_000_000);
+    let status = resp.status();
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(body.len() > 4_000_000);
 }
 
 async fn images_once(sluice: &Sluice, i: usize) {

@@ -37,7 +37,7 @@ use super::scheduler::{EntryScheduler, FetchJob, OpenedEntry, SchedulerConfig};
 use super::writer::{
     self, DosDateTime, EntryLayout, EntrySpec, LegacyName, Method, Sizes, ZipWriter,
 };
-use crate::body::Body;
+use crate::body::{Body, CHUNK_SIZE};
 use crate::budget::{MemoryBudget, Reservation};
 use crate::error::{Error, ErrorKind, Result};
 use crate::image::run::Processor;
@@ -49,6 +49,56 @@ pub const ERRORS_ENTRY: &str = "sluice-errors.txt";
 
 /// Chunks queued between the producer and the client socket.
 const BODY_QUEUE: usize = 4;
+
+/// Skipped entries whose reasons the error report lists one by one; beyond
+/// them it counts (so that its memory is bounded, [`download_bytes`]).
+const REPORTED_SKIPS: usize = 1000;
+
+/// Bytes one reported skip holds at most (its index and reason).
+const REPORTED_SKIP_BYTES: usize = 320;
+
+/// What one download holds beyond its plan and its entry buffers; it is
+/// reserved with them, before the plan is made (see the zip service). The chunks queued
+/// towards the client and the one the producer holds (each at most a
+/// [`CHUNK_SIZE`] read); the central directory it builds; the reasons of
+/// skipped entries; and one deflate stream's state when an entry may be
+/// deflated (entries are written one at a time).
+/// What a download holds besides its plan: entry buffers and
+/// [`download_bytes`].
+pub fn working_set_bytes(plan: &ArchivePlan, scheduler: SchedulerConfig) -> u64 {
+    entry_buffers_bytes(scheduler) + download_bytes(plan)
+}
+
+/// The most a download's working set takes whatever its entries: what a
+/// small manifest reserves up front.
+pub fn working_set_floor(scheduler: SchedulerConfig) -> u64 {
+    entry_buffers_bytes(scheduler)
+        + ((BODY_QUEUE + 1) * CHUNK_SIZE) as u64
+        + crate::encoding::Coding::Deflate.encoder_bytes()
+        + (REPORTED_SKIPS * REPORTED_SKIP_BYTES) as u64
+}
+
+/// What a download's entry buffers take: `prefetch` entries at once.
+pub fn entry_buffers_bytes(scheduler: SchedulerConfig) -> u64 {
+    scheduler.reserved_per_entry() * scheduler.prefetch.max(1) as u64
+}
+
+pub fn download_bytes(plan: &ArchivePlan) -> u64 {
+    let queue = ((BODY_QUEUE + 1) * CHUNK_SIZE) as u64;
+    let names: usize = plan
+        .entries
+        .iter()
+        .map(|e| e.name.len() + e.legacy_name.as_ref().map_or(0, |l| l.bytes.len()))
+        .sum();
+    let central = writer::central_directory_bytes(plan.entries.len(), names);
+    let skips = (plan.entries.len().min(REPORTED_SKIPS) * REPORTED_SKIP_BYTES) as u64;
+    let deflate = if plan.entries.iter().any(|e| e.method.may_deflate()) {
+        crate::encoding::Coding::Deflate.encoder_bytes()
+    } else {
+        0
+    };
+    queue + central + skips + deflate
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct ArchiveConfig {
@@ -66,7 +116,8 @@ pub struct Download {
     pub plan: ArchivePlan,
     /// What part of the archive the response carries.
     pub shape: Shape,
-    /// Held while the download runs (the plan's own memory).
+    /// Held while the download runs: the plan and the download's working
+    /// set ([`working_set_bytes`]).
     pub plan_reservation: Reservation,
 }
 
@@ -126,7 +177,17 @@ impl Download {
     /// streams it, or the error that stopped it before its first byte
     /// becomes the response (a known-size archive whose first entry the
     /// origin refuses gets a 5xx, not a 200 cut short).
-    pub async fn start(self) -> Result<Body> {
+    pub async fn start(mut self) -> Result<Body> {
+        // The entry buffers are a budget of their own, carved out of what
+        // the download holds (its working set, reserved with the manifest
+        // in one wait): its entries wait only for its own earlier entries,
+        // never for other holders, so downloads cannot deadlock each other.
+        let entry_bytes = entry_buffers_bytes(self.config.scheduler);
+        let entry_buffers = self
+            .plan_reservation
+            .split_off(entry_bytes)
+            .ok_or_else(|| Error::internal("the download holds less than its entry buffers"))?;
+        self.budget = MemoryBudget::from_reservation(entry_buffers);
         let (tx, rx) = mpsc::channel::<Result<Bytes>>(BODY_QUEUE);
         let (started_tx, started_rx) = oneshot::channel();
         tokio::spawn(async move {
@@ -341,8 +402,9 @@ async fn streaming(
     plan: &ArchivePlan,
     sink: &mut Sink<'_>,
 ) -> Result<()> {
-    let mut writer = ZipWriter::new();
+    let mut writer = ZipWriter::with_capacity(plan.entries.len());
     let mut skipped: Vec<(usize, String)> = Vec::new();
+    let mut unreported = 0usize;
 
     for (i, entry) in plan.entries.iter().enumerate() {
         let opened = match scheduler.next().await {
@@ -357,44 +419,88 @@ async fn streaming(
                 }
                 tracing::info!(entry = %entry.name, error = %e, "zip entry skipped");
                 metrics::zip::entry_failed(e.kind.as_str());
-                skipped.push((i, e.reason.into_owned()));
+                if skipped.len() < REPORTED_SKIPS {
+                    let mut reason = e.reason.into_owned();
+                    truncate_at_char(&mut reason, REPORTED_SKIP_BYTES / 2);
+                    skipped.push((i, reason));
+                } else {
+                    unreported += 1;
+                }
             }
         }
     }
     drop(scheduler);
 
     if !skipped.is_empty() {
-        let mut report = format!(
-            "sluice could not add {} of {} entries to this archive:\n\n",
-            skipped.len(),
-            plan.entries.len()
-        );
-        for (i, reason) in &skipped {
-            let e = &plan.entries[*i];
-            report.push_str(&format!(
-                "{}\t{}\t{}\n",
-                e.name,
-                e.source.describe(),
-                reason
-            ));
-        }
-        let name = unused_name(plan, ERRORS_ENTRY);
-        let spec = EntrySpec {
-            name,
-            legacy_name: None,
-            method: Method::Deflate,
-            modified: DosDateTime::from_system_time(SystemTime::now()),
-            sizes: Sizes::Length(report.len() as u64),
-        };
-        let (header, mut entry) = writer.begin_entry(spec)?;
-        sink.emit(header).await?;
-        sink.emit(entry.write(Bytes::from(report))?).await?;
-        sink.emit(writer.finish_entry(entry)?).await?;
+        write_report(&mut writer, sink, plan, &skipped, unreported).await?;
     }
     for chunk in writer.finish() {
         sink.emit(chunk).await?;
     }
     Ok(())
+}
+
+/// The `sluice-errors.txt` entry: one line per skipped entry (the first
+/// [`REPORTED_SKIPS`]; a count of the rest). Stored, and written a chunk
+/// at a time, so that it needs no deflate state and no whole copy.
+async fn write_report(
+    writer: &mut ZipWriter,
+    sink: &mut Sink<'_>,
+    plan: &ArchivePlan,
+    skipped: &[(usize, String)],
+    unreported: usize,
+) -> Result<()> {
+    let heading = format!(
+        "sluice could not add {} of {} entries to this archive:\n\n",
+        skipped.len() + unreported,
+        plan.entries.len()
+    );
+    let tail = (unreported > 0).then(|| format!("... and {unreported} more\n"));
+    let lines = || {
+        let listed = skipped.iter().map(|(i, reason)| {
+            let e = &plan.entries[*i];
+            format!("{}\t{}\t{}\n", e.name, e.source.describe(), reason)
+        });
+        std::iter::once(heading.clone())
+            .chain(listed)
+            .chain(tail.clone())
+    };
+    let len: usize = lines().map(|l| l.len()).sum();
+    let spec = EntrySpec {
+        name: unused_name(plan, ERRORS_ENTRY),
+        legacy_name: None,
+        method: Method::Store,
+        modified: DosDateTime::from_system_time(SystemTime::now()),
+        sizes: Sizes::Length(len as u64),
+    };
+    let (header, mut entry) = writer.begin_entry(spec)?;
+    sink.emit(header).await?;
+    let mut text = String::with_capacity(CHUNK_SIZE);
+    for line in lines() {
+        text.push_str(&line);
+        if text.len() >= CHUNK_SIZE / 2 {
+            let chunk = Bytes::from(std::mem::replace(
+                &mut text,
+                String::with_capacity(CHUNK_SIZE),
+            ));
+            sink.emit(entry.write(chunk)?).await?;
+        }
+    }
+    if !text.is_empty() {
+        sink.emit(entry.write(Bytes::from(text))?).await?;
+    }
+    sink.emit(writer.finish_entry(entry)?).await
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncate_at_char(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
 }
 
 /// The error report's name, numbered if an entry already uses it.
@@ -526,7 +632,7 @@ async fn known_size(parts: &Parts, plan: &ArchivePlan, sink: &mut Sink<'_>) -> R
         None => None,
     };
     sink.started();
-    let mut writer = ZipWriter::new();
+    let mut writer = ZipWriter::with_capacity(plan.entries.len());
 
     for (entry, part) in plan.entries.iter().zip(needed) {
         let size = entry.declared.length().unwrap_or(0);

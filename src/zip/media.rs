@@ -75,6 +75,11 @@ pub fn choose_by_content_type(content_type: Option<&str>) -> Method {
 }
 
 impl MethodChoice {
+    /// Whether the entry may end up deflated (and need a deflate state).
+    pub fn may_deflate(self) -> bool {
+        self != MethodChoice::Fixed(Method::Store)
+    }
+
     pub fn resolve(self, content_type: Option<&str>) -> Method {
         match self {
             MethodChoice::Fixed(m) => m,

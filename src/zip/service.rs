@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use http::header::{
     ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
     ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
@@ -30,7 +29,7 @@ use crate::image::http::options::Presets;
 use crate::image::run::Processor;
 use crate::origin::{Origin, OriginResponse};
 use crate::service::{ClientRequest, Service};
-use crate::upload::{self, Pace, UploadLimits};
+use crate::upload::{self, Pace, ThenNeeds, UploadLimits, Uploaded};
 
 pub const X_ARCHIVE_FILES: HeaderName = HeaderName::from_static("x-archive-files");
 
@@ -110,8 +109,9 @@ impl Service for ZipService {
         let limits = UploadLimits {
             max_bytes: max,
             pace: Some(z.settings.upload),
+            then_needs: self.plan_allowance(),
         };
-        let (bytes, held) = upload::read(
+        let uploaded = upload::read(
             body,
             content_length(&parts.headers),
             limits,
@@ -122,9 +122,12 @@ impl Service for ZipService {
         .await?;
         let manifest_limits = self.limits();
         let presets = z.presets.clone();
-        let mut planned = plan_off_the_reactor(z, bytes, held, move |bytes, meter| {
-            manifest::parse_json(bytes, manifest_limits, &presets, meter)
-        })
+        let mut planned = plan_off_the_reactor(
+            z,
+            self.archive_config().scheduler,
+            uploaded,
+            move |bytes, meter| manifest::parse_json(bytes, manifest_limits, &presets, meter),
+        )
         .await?;
         if planned.plan.sizes == manifest::SizesFrom::Probe && planned.known_length.is_none() {
             let outcome = probe::learn_sizes(&z.origin, &mut planned.plan).await;
@@ -136,6 +139,21 @@ impl Service for ZipService {
 }
 
 impl ZipService {
+    /// What a manifest is expected to become (its plan and its download's
+    /// working set), reserved with the manifest itself in one wait,
+    /// holding nothing: the parse and the download then grow without
+    /// waiting only past it, so a busy budget makes a download wait its
+    /// turn instead of answering 503, and no download waits while holding.
+    fn plan_allowance(&self) -> ThenNeeds {
+        let floor = archive::working_set_floor(self.archive_config().scheduler);
+        ThenNeeds {
+            per_byte: WORKING_BYTES_PER_MANIFEST_BYTE,
+            // A small plan's vector and name tree have a floor of their own.
+            at_least: floor + 64 * 1024,
+            at_most: self.limits().max_entries as u64 * WORKING_BYTES_PER_ENTRY + floor,
+        }
+    }
+
     async fn answer_post(
         &self,
         planned: Planned,
@@ -188,11 +206,16 @@ struct Planned {
 /// and the manifest's own bytes are released as soon as it is parsed.
 async fn plan_off_the_reactor(
     z: &Inner,
-    bytes: Bytes,
-    manifest_held: Reservation,
+    scheduler: SchedulerConfig,
+    manifest: Uploaded,
     parse: impl FnOnce(&[u8], manifest::PlanMeter<'_>) -> Result<ArchivePlan> + Send + 'static,
 ) -> Result<Planned> {
     let budget = z.budget.clone();
+    let Uploaded {
+        bytes,
+        held: manifest_held,
+        then: allowance,
+    } = manifest;
     let _turn = if bytes.len() > LARGE_MANIFEST {
         Some(
             z.large_plans
@@ -204,7 +227,7 @@ async fn plan_off_the_reactor(
         None
     };
     tokio::task::spawn_blocking(move || {
-        let mut held = Growing::new(&budget, Reservation::empty());
+        let mut held = Growing::new(&budget, allowance);
         let mut meter = |bytes: u64| held.grow_to(bytes, 1 << 20);
         let plan = parse(&bytes, &mut meter);
         drop(bytes);
@@ -212,11 +235,16 @@ async fn plan_off_the_reactor(
         let plan = plan?;
         let known_length = archive::known_length(&plan);
         let etag = known_length.map(|len| archive_etag(&plan, len));
+        // The plan and the download's working set stay held: reserved
+        // with the manifest (one wait, holding nothing), grown here without
+        // waiting if the allowance fell short, the rest given back.
         let mut held = held;
         let heap: u64 = plan.entries.iter().map(|e| e.heap_bytes()).sum();
-        held.shrink_to(
-            (plan.entries.capacity() * std::mem::size_of::<manifest::PlannedEntry>()) as u64 + heap,
-        );
+        let plan_bytes =
+            (plan.entries.capacity() * std::mem::size_of::<manifest::PlannedEntry>()) as u64 + heap;
+        let total = plan_bytes + archive::working_set_bytes(&plan, scheduler);
+        held.grow_to(total, 0)?;
+        held.shrink_to(total);
         Ok(Planned {
             plan,
             known_length,
@@ -229,6 +257,16 @@ async fn plan_off_the_reactor(
     .await
     .map_err(|e| Error::internal("manifest planning failed").with_cause(e))?
 }
+
+/// What a manifest becomes, per byte at most: the densest manifests (JSON
+/// `{"source": "p/00001.jpg"}` entries, mod_zip lines of short names)
+/// become a plan and a central directory of ~14x their bytes (~370 bytes
+/// per entry); see the test below.
+const WORKING_BYTES_PER_MANIFEST_BYTE: u64 = 16;
+
+/// The same per entry, which with `--zip-max-entries` caps what any
+/// manifest's plan and archive take.
+const WORKING_BYTES_PER_ENTRY: u64 = 400;
 
 /// The request headers a known-size archive evaluates (kept before the
 /// request's headers move on to the origin).
@@ -308,8 +346,9 @@ impl ZipService {
         let limits = UploadLimits {
             max_bytes: max,
             pace: None,
+            then_needs: self.plan_allowance(),
         };
-        let (bytes, held) = upload::read(
+        let uploaded = upload::read(
             upstream.body,
             content_length(&upstream.headers),
             limits,
@@ -320,10 +359,15 @@ impl ZipService {
         .await?;
         let manifest_limits = self.limits();
         let charset = manifest::NameCharset::from_headers(&upstream.headers);
-        let mut planned = plan_off_the_reactor(z, bytes, held, move |bytes, meter| {
-            manifest::parse_mod_zip(bytes, manifest_limits, &charset, meter)
-                .map_err(|e| e.from_side(ErrorSource::Upstream))
-        })
+        let mut planned = plan_off_the_reactor(
+            z,
+            self.archive_config().scheduler,
+            uploaded,
+            move |bytes, meter| {
+                manifest::parse_mod_zip(bytes, manifest_limits, &charset, meter)
+                    .map_err(|e| e.from_side(ErrorSource::Upstream))
+            },
+        )
         .await?;
         planned.plan.pass_headers = pass_headers(&upstream.headers, client_headers);
         planned.manifest_modified = upstream
@@ -586,5 +630,63 @@ mod tests {
         h.insert(X_ARCHIVE_FILES, HeaderValue::from_static("ZIP"));
         assert!(wants_archive(StatusCode::OK, &h));
         assert!(!wants_archive(StatusCode::NOT_FOUND, &h));
+    }
+}
+
+#[cfg(test)]
+mod plan_allowance_tests {
+    use super::*;
+
+    /// The densest manifests' plans and central directories fit the
+    /// allowance reserved with them, by bytes and by entries (a parse
+    /// rarely has to grow without waiting).
+    #[test]
+    fn dense_manifests_plan_within_their_allowance() {
+        let limits = manifest::ManifestLimits {
+            max_entries: 100_000,
+        };
+        for n in [100u64, 10_000] {
+            let entries: Vec<String> = (0..n)
+                .map(|i| format!(r#"{{"source": "p/{i:05}.jpg"}}"#))
+                .collect();
+            let json = format!(r#"{{"entries": [{}]}}"#, entries.join(","));
+            let modzip: String = (0..n)
+                .map(|i| format!("- 1234 /p/{i:05}.jpg {i:05}.jpg\n"))
+                .collect();
+            let mut plans = Vec::new();
+            let mut peak = 0;
+            let presets = Presets::default();
+            let plan = manifest::parse_json(json.as_bytes(), limits, &presets, &mut |b| {
+                peak = peak.max(b);
+                Ok(())
+            })
+            .unwrap();
+            plans.push((json.len() as u64, peak, plan));
+            let mut peak = 0;
+            let utf8 = manifest::NameCharset::Utf8;
+            let plan = manifest::parse_mod_zip(modzip.as_bytes(), limits, &utf8, &mut |b| {
+                peak = peak.max(b);
+                Ok(())
+            })
+            .unwrap();
+            plans.push((modzip.len() as u64, peak, plan));
+            for (manifest_len, plan_bytes, plan) in plans {
+                // What grows with the entries: the plan and the central
+                // directory (the fixed part is the allowance's floor).
+                let names: usize = plan.entries.iter().map(|e| e.name.len()).sum();
+                let central =
+                    crate::zip::writer::central_directory_bytes(plan.entries.len(), names);
+                let grows = plan_bytes + central;
+                assert!(plan_bytes > 0);
+                assert!(
+                    grows <= manifest_len * WORKING_BYTES_PER_MANIFEST_BYTE,
+                    "{grows} for {manifest_len} bytes"
+                );
+                assert!(
+                    grows <= n * WORKING_BYTES_PER_ENTRY,
+                    "{grows} for {n} entries"
+                );
+            }
+        }
     }
 }

@@ -396,6 +396,15 @@ struct CentralRecord {
     offset: u64,
 }
 
+/// What a [`ZipWriter::with_capacity`] writer holds for the central
+/// directory of `entries` entries whose names (and legacy header names)
+/// take `name_bytes` in all: a record each (and one for an error report),
+/// a copy of each name.
+pub fn central_directory_bytes(entries: usize, name_bytes: usize) -> u64 {
+    let record = std::mem::size_of::<CentralRecord>() + std::mem::size_of::<LegacyName>();
+    ((entries + 1) * record + name_bytes) as u64
+}
+
 impl CentralRecord {
     fn zip64_fields(&self) -> (bool, bool, bool) {
         (
@@ -491,6 +500,15 @@ pub struct ZipWriter {
 impl ZipWriter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A writer whose central directory has room for `entries` entries
+    /// (one more for an error report), allocated once.
+    pub fn with_capacity(entries: usize) -> Self {
+        ZipWriter {
+            offset: 0,
+            central: Vec::with_capacity(entries + 1),
+        }
     }
 
     /// Bytes of archive produced so far.
