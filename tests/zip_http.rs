@@ -269,6 +269,49 @@ async fn failed_entries_are_skipped_and_listed() {
     );
 }
 
+/// The report's memory is bounded: it lists the first 1000 skipped
+/// entries and counts the rest, and is written stored, a chunk at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_of_many_skips_lists_a_thousand_and_counts_the_rest() {
+    let origin = ZipOrigin::start().await;
+    let sluice = sluice_for(&origin, &[]);
+    let mut entries: Vec<_> = (0..1005)
+        .map(|i| json!({"source": "status/404", "name": format!("gone/{i}.jpg")}))
+        .collect();
+    entries.push(json!({"source": "bytes/10", "name": "ok.bin"}));
+    let got = post(&sluice, &json!({"entries": entries}), &[]).await;
+    assert_eq!(got.status, 200);
+    let file = temp_file("http-many-skips", &got.body.unwrap());
+    let names: Vec<String> = check_all(&file).into_iter().map(|l| l.name).collect();
+    assert_eq!(names, ["ok.bin", "sluice-errors.txt"]);
+    let report = String::from_utf8(unzip_entry(&file, "sluice-errors.txt")).unwrap();
+    assert!(
+        report.starts_with("sluice could not add 1005 of 1006 entries"),
+        "{report:.200}"
+    );
+    assert_eq!(report.matches("\t/status/404\t").count(), 1000);
+    assert!(report.contains("gone/999.jpg\t"));
+    assert!(!report.contains("gone/1000.jpg"));
+    assert!(
+        report.ends_with("... and 5 more\n"),
+        "{}",
+        &report[report.len() - 100..]
+    );
+    let listed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; i = zipfile.ZipFile(sys.argv[1]).getinfo('sluice-errors.txt'); print(i.compress_type)",
+        ])
+        .arg(&file.0)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "0",
+        "stored"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_error_abort_fails_the_transfer() {
     let origin = ZipOrigin::start().await;

@@ -57,14 +57,9 @@ const REPORTED_SKIPS: usize = 1000;
 /// Bytes one reported skip holds at most (its index and reason).
 const REPORTED_SKIP_BYTES: usize = 320;
 
-/// What one download holds beyond its plan and its entry buffers; it is
-/// reserved with them, before the plan is made (see the zip service). The chunks queued
-/// towards the client and the one the producer holds (each at most a
-/// [`CHUNK_SIZE`] read); the central directory it builds; the reasons of
-/// skipped entries; and one deflate stream's state when an entry may be
-/// deflated (entries are written one at a time).
 /// What a download holds besides its plan: entry buffers and
-/// [`download_bytes`].
+/// [`download_bytes`]. It is reserved with the manifest, before the plan is
+/// made (the zip service), so that no download waits while holding.
 pub fn working_set_bytes(plan: &ArchivePlan, scheduler: SchedulerConfig) -> u64 {
     entry_buffers_bytes(scheduler) + download_bytes(plan)
 }
@@ -83,6 +78,11 @@ pub fn entry_buffers_bytes(scheduler: SchedulerConfig) -> u64 {
     scheduler.reserved_per_entry() * scheduler.prefetch.max(1) as u64
 }
 
+/// What one download holds beyond its plan and its entry buffers: the
+/// chunks queued towards the client and the one the producer holds (each
+/// at most a [`CHUNK_SIZE`] read); the central directory it builds; the
+/// reasons of skipped entries; and one deflate stream's state when an
+/// entry may be deflated (entries are written one at a time).
 pub fn download_bytes(plan: &ArchivePlan) -> u64 {
     let queue = ((BODY_QUEUE + 1) * CHUNK_SIZE) as u64;
     let names: usize = plan
@@ -422,6 +422,7 @@ async fn streaming(
                 if skipped.len() < REPORTED_SKIPS {
                     let mut reason = e.reason.into_owned();
                     truncate_at_char(&mut reason, REPORTED_SKIP_BYTES / 2);
+                    reason.shrink_to_fit();
                     skipped.push((i, reason));
                 } else {
                     unreported += 1;
