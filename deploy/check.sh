@@ -53,11 +53,23 @@ components:
   - $rel/components/servicemonitor
 YAML
 
+# The standalone shape terminating TLS with a cert-manager certificate.
+tls="$out/tls"
+mkdir -p "$tls"
+cat >"$tls/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - $rel/overlays/standalone
+components:
+  - $rel/components/tls
+YAML
+
 targets=(base overlays/standalone overlays/sidecar overlays/shield)
 declare -A dirs=([base]="$k8s/base" [overlays/standalone]="$k8s/overlays/standalone"
     [overlays/sidecar]="$k8s/overlays/sidecar" [overlays/shield]="$k8s/overlays/shield"
-    [standalone+servicemonitor]="$monitored")
-targets+=(standalone+servicemonitor)
+    [standalone+servicemonitor]="$monitored" [standalone+tls]="$tls")
+targets+=(standalone+servicemonitor standalone+tls)
 
 renderings=()
 files=()
@@ -77,7 +89,7 @@ done
 for v in "$OLDEST_K8S" ""; do
     label=${v:-newest bundled}
     echo "== kubernetes-validate --strict (Kubernetes $label)"
-    # Kinds without a bundled schema (ServiceMonitor) only warn here;
+    # Kinds without a bundled schema (ServiceMonitor, Certificate) only warn here;
     # check_invariants.py checks them.
     if ! kubernetes-validate --strict --quiet --no-warn ${v:+-k "$v"} "${files[@]}"; then
         echo "deploy/check.sh: the manifests do not validate against Kubernetes $label" >&2

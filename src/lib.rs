@@ -114,7 +114,13 @@ pub async fn run(settings: Settings) -> std::result::Result<(), String> {
         profiling: admin::ProfilingService::new(settings.debug_token),
     };
     // 4. The listeners.
-    let server = server::Server::bind(settings.server, router, shutdown.clone()).await?;
+    let server = server::Server::bind(
+        settings.server,
+        settings.tls.clone(),
+        router,
+        shutdown.clone(),
+    )
+    .await?;
     match admin::profiling::heap::availability() {
         Ok(()) if profiling_ready => {
             tracing::info!("heap profiling available, inactive (POST /debug/pprof/heap/activate)")

@@ -25,8 +25,11 @@
 //! but not yet returned (given back within seconds, see docs/operations.md).
 //!
 //! The constants are for plain-http and directory origins and cleartext
-//! clients, as tested. An https origin connection adds its hyper and TLS
-//! buffers ([`HTTPS_UPSTREAM_STREAM`]).
+//! HTTP/1.1 clients, as tested. A TLS client connection adds
+//! [`TLS_PER_CONNECTION`]; an HTTP/2 connection may hold up to
+//! [`H2_RECEIVE_WINDOW`] of a request body not yet read; an https origin
+//! stream costs [`HTTPS_UPSTREAM_STREAM`] instead of
+//! [`PER_UPSTREAM_STREAM`].
 
 use crate::body::CHUNK_SIZE;
 use crate::origin::raw_http::{MAX_LINE, PASSTHROUGH_READ_SIZE};
@@ -82,6 +85,18 @@ pub const PER_ARCHIVE: u64 = 32 * KIB;
 /// pooled https connection keeps one read buffer and the TLS state.
 pub const HTTPS_UPSTREAM_STREAM: u64 = 3 * 128 * KIB + 48 * KIB;
 
+/// What a client connection adds when the listener speaks TLS
+/// (`--tls-cert`): rustls's session and record buffers, up to 64 KiB of
+/// encrypted bytes not yet written (its default buffer limit) and one
+/// 16 KiB record being read. Measured idle: 43 KiB per TLS connection
+/// against 37 KiB in cleartext (500 idle connections).
+pub const TLS_PER_CONNECTION: u64 = 96 * KIB;
+
+/// What an HTTP/2 client may have sent on a connection that sluice has not
+/// read yet: its connection flow-control window (`server::H2_CONNECTION_WINDOW`).
+/// Only request bodies (zip manifests) use it.
+pub const H2_RECEIVE_WINDOW: u64 = crate::server::H2_CONNECTION_WINDOW as u64;
+
 /// How many of each thing exist now (from `/metrics`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Live {
@@ -89,13 +104,17 @@ pub struct Live {
     pub requests: u64,
     pub upstream_streams: u64,
     pub archives: u64,
+    /// The client listener speaks TLS: every connection adds
+    /// [`TLS_PER_CONNECTION`].
+    pub tls: bool,
 }
 
 /// The most the allocator may hold beyond the budget in use, by the
 /// formula above.
 pub fn uncounted_bound(live: Live) -> u64 {
+    let per_connection = PER_CONNECTION + if live.tls { TLS_PER_CONNECTION } else { 0 };
     BASELINE
-        + live.connections * PER_CONNECTION
+        + live.connections * per_connection
         + live.requests * PER_REQUEST
         + live.upstream_streams * PER_UPSTREAM_STREAM
         + live.archives * PER_ARCHIVE
@@ -113,10 +132,16 @@ mod tests {
             requests: 1,
             upstream_streams: 1,
             archives: 1,
+            tls: false,
         };
         assert_eq!(
             uncounted_bound(one),
             BASELINE + PER_CONNECTION + PER_REQUEST + PER_UPSTREAM_STREAM + PER_ARCHIVE
+        );
+        let tls = Live { tls: true, ..one };
+        assert_eq!(
+            uncounted_bound(tls),
+            uncounted_bound(one) + TLS_PER_CONNECTION
         );
         // A streamed pass-through request: two reads and the queue limit.
         assert_eq!(PER_REQUEST, 32 * KIB + 64 * KIB + 2 * (128 + 8) * KIB);

@@ -67,6 +67,7 @@ fn manifests_render_and_validate_offline() {
         "overlays/sidecar",
         "overlays/shield",
         "standalone+servicemonitor",
+        "standalone+tls",
     ] {
         assert!(
             stdout.contains(&format!("== kubectl kustomize {target}\n")),
@@ -74,7 +75,7 @@ fn manifests_render_and_validate_offline() {
         );
     }
     assert!(
-        stdout.contains("invariants: 5 renderings, 0 problems"),
+        stdout.contains("invariants: 6 renderings, 0 problems"),
         "{stdout}"
     );
 }
@@ -108,7 +109,7 @@ fn check_rejects_manifests_that_break_their_promises() {
     let _ = std::fs::remove_dir_all(&scratch);
     let deploy = scratch.join("deploy");
     copy_dir(&repo().join("deploy"), &deploy);
-    // Three promises broken at once; the invariants step reports each.
+    // Promises broken at once; the invariants step reports each.
     edit(
         &deploy.join("k8s/base/deployment.yaml"),
         "terminationGracePeriodSeconds: 45",
@@ -124,6 +125,17 @@ fn check_rejects_manifests_that_break_their_promises() {
         "value: \"1GiB\"",
         "value: \"2GiB\"",
     );
+    // TLS: the probe left on plain HTTP, the pair on a writable mount.
+    edit(
+        &deploy.join("k8s/components/tls/deployment-patch.yaml"),
+        "              scheme: HTTPS\n",
+        "",
+    );
+    edit(
+        &deploy.join("k8s/components/tls/deployment-patch.yaml"),
+        "              readOnly: true\n",
+        "",
+    );
     let out = run_check(&deploy);
     let _ = std::fs::remove_dir_all(&scratch);
     fail_if_tools_missing(&out);
@@ -137,6 +149,8 @@ fn check_rejects_manifests_that_break_their_promises() {
         "FAIL base/sluice: terminationGracePeriodSeconds 20 <= preStop + shutdown grace = 35",
         "FAIL base/service/sluice: exposes ['admin'], not only sluice's client port",
         "FAIL overlays/shield/sluice: memory limit 1280Mi < budget 2048 MiB",
+        "FAIL standalone+tls/sluice: the readiness probe must use HTTPS on a TLS client port",
+        "FAIL standalone+tls/sluice: SLUICE_TLS_KEY='/etc/sluice/tls/tls.key' is not in a read-only Secret volume",
     ] {
         assert!(
             stdout.contains(expected),

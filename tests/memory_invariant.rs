@@ -65,6 +65,7 @@ async fn sample(sluice: &Sluice) -> Sample {
             requests: value("sluice_http_requests_in_flight"),
             upstream_streams: value("sluice_upstream_streams_in_flight"),
             archives: value("sluice_zip_archives_in_flight"),
+            tls: false,
         },
     }
 }
@@ -168,7 +169,7 @@ async fn pass_through_at_64_clients_spliced_and_streamed() {
         });
         futures_util::future::join_all(clients).await;
     };
-    check_under(&sluice, "pass-through", |s| s.live.requests >= 60, load).await;
+    check_under(&sluice, "pass-through", |s| s.live.requests >= 48, load).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,13 +218,13 @@ async fn zip_at_32_clients_stored_and_deflated_json_and_mod_zip() {
                         c.get(format!("{base}/manifest/photos")).send().await.unwrap()
                     };
                     assert_eq!(r.status(), 200);
-                    assert!(read_slowly(r, 6 << 20).await > 1 << 20);
+                    assert!(read_slowly(r, 4 << 20).await > 1 << 20);
                 }
             }
         });
         futures_util::future::join_all(clients).await;
     };
-    check_under(&sluice, "zip", |s| s.live.archives >= 30, load).await;
+    check_under(&sluice, "zip", |s| s.live.archives >= 24, load).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

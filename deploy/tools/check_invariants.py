@@ -183,6 +183,19 @@ def check_rendering(r, name, docs, memory_comment_files):
     ready = sluice.get("readinessProbe", {}).get("httpGet", {})
     r.check(live.get("path") == "/healthz" and live.get("port") in ports, w, f"liveness probe {live}")
     r.check(ready.get("path") == "/readyz" and ready.get("port") in ports, w, f"readiness probe {ready}")
+    if "SLUICE_TLS_CERT" in env or "SLUICE_TLS_KEY" in env:
+        # TLS: the pair comes from a Secret mounted read-only (cert-manager
+        # rotates it in place), and the client-port probe speaks HTTPS.
+        mounts = sluice.get("volumeMounts", [])
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for var in ("SLUICE_TLS_CERT", "SLUICE_TLS_KEY"):
+            path = env.get(var, "")
+            mount = next((m for m in mounts
+                          if isinstance(path, str) and path.startswith(m["mountPath"].rstrip("/") + "/")), None)
+            r.check(mount is not None and mount.get("readOnly") is True
+                    and "secret" in volumes.get(mount["name"], {}),
+                    w, f"{var}={path!r} is not in a read-only Secret volume")
+        r.check(ready.get("scheme") == "HTTPS", w, "the readiness probe must use HTTPS on a TLS client port")
     ann = pod["metadata"].get("annotations", {})
     r.check(ann.get("prometheus.io/scrape") == "true", w, "no prometheus.io/scrape annotation")
     r.check(ann.get("prometheus.io/path") == "/metrics", w, "prometheus.io/path is not /metrics")

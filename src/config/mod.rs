@@ -86,6 +86,24 @@ pub struct Config {
     #[arg(long, env = "SLUICE_ORIGIN_CA_FILE")]
     pub origin_ca_file: Option<PathBuf>,
 
+    /// PEM certificate chain (leaf first): the client listener speaks TLS
+    /// (1.2 and 1.3; ALPN h2 and http/1.1). Needs --tls-key. Reloaded on
+    /// SIGHUP and when the file changes.
+    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Time a client has from accept to a finished TLS handshake.
+    #[arg(long, env = "SLUICE_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+
+    /// How often the TLS certificate and key files are checked for a change.
+    #[arg(long, env = "SLUICE_TLS_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+
     /// Address for the admin listener (metrics, profiling).
     #[arg(long, env = "SLUICE_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,

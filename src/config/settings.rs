@@ -7,7 +7,7 @@ use crate::image::run::pipeline::Defaults;
 use crate::image::run::ProcessorSettings;
 use crate::image::{ImageSettings, SigningSettings};
 use crate::origin::{OriginSettings, OriginSpec, Timeouts};
-use crate::server::{HeadLimits, ServerSettings};
+use crate::server::{HeadLimits, ServerSettings, TlsSettings};
 use crate::upload::Pace;
 use crate::zip::ZipSettings;
 
@@ -17,6 +17,8 @@ use super::{default_samples_dir, Config};
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub server: ServerSettings,
+    /// The client listener's TLS (`--tls-cert`, `--tls-key`).
+    pub tls: Option<TlsSettings>,
     pub origin: OriginSettings,
     pub zip: ZipSettings,
     pub image: ImageSettings,
@@ -47,6 +49,15 @@ impl Config {
                 },
                 splice: self.splice,
                 shutdown_grace: self.shutdown_grace,
+            },
+            tls: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsSettings {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    handshake_timeout: self.tls_handshake_timeout,
+                    reload_every: self.tls_reload_interval,
+                }),
+                _ => None,
             },
             origin: OriginSettings {
                 spec,

@@ -23,6 +23,7 @@ pub mod conn;
 pub mod http;
 pub mod memory;
 pub mod processing;
+pub mod tls;
 pub mod upstream;
 pub mod zip;
 
@@ -43,6 +44,7 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
     upstream::register(&mut registry);
     zip::register(&mut registry);
     processing::register(&mut registry);
+    tls::register(&mut registry);
     memory::register(&mut registry);
     registry.register(
         "debug_auth_failures",

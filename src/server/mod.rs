@@ -9,8 +9,10 @@
 mod admission;
 mod clock;
 mod head;
+mod notify_reads;
 pub mod router;
 pub mod status;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -30,14 +32,16 @@ use tokio::net::TcpListener;
 use admission::Admission;
 use clock::{ConnClock, Expiry, InRequest};
 pub use head::HeadLimits;
+use notify_reads::NotifyReads;
 pub use router::{Listener, Router};
+pub use tls::{TlsSettings, TlsTerminator};
 
 use crate::body::{self, Body, Counted};
 use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind};
 use crate::headers::X_REQUEST_ID;
 use crate::shutdown::Shutdown;
-use crate::splice::ClientIo;
+use crate::splice::{ClientIo, ConnPipe};
 
 /// How the server listens, and how client connections are limited and timed.
 #[derive(Debug, Clone, Copy)]
@@ -55,10 +59,16 @@ pub struct ServerSettings {
     pub shutdown_grace: Duration,
 }
 
+/// What an HTTP/2 client may send on one stream, and on one connection,
+/// before sluice reads it.
+pub const H2_STREAM_WINDOW: u32 = 128 * 1024;
+pub const H2_CONNECTION_WINDOW: u32 = 512 * 1024;
+
 /// A bound, not yet running, sluice.
 pub struct Server {
     client: TcpListener,
     admin: TcpListener,
+    tls: Option<Arc<TlsTerminator>>,
     router: Arc<Router>,
     settings: ServerSettings,
     shutdown: Shutdown,
@@ -70,6 +80,8 @@ struct ListenerState {
     which: Listener,
     router: Arc<Router>,
     settings: ServerSettings,
+    /// The client listener's TLS, when configured.
+    tls: Option<Arc<TlsTerminator>>,
 }
 
 impl Server {
@@ -77,9 +89,11 @@ impl Server {
     /// (a port in use).
     pub async fn bind(
         settings: ServerSettings,
+        tls: Option<TlsSettings>,
         router: Router,
         shutdown: Shutdown,
     ) -> Result<Self, String> {
+        let tls = tls.map(TlsTerminator::load).transpose()?;
         let client = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -90,6 +104,7 @@ impl Server {
         Ok(Server {
             client,
             admin,
+            tls,
             router: Arc::new(router),
             settings: ServerSettings {
                 max_connections: settings.max_connections.max(1),
@@ -120,7 +135,11 @@ impl Server {
             which: Listener::Client,
             router: self.router.clone(),
             settings,
+            tls: self.tls.clone(),
         };
+        if let Some(tls) = self.tls.clone() {
+            tokio::spawn(tls.watch(self.shutdown.clone()));
+        }
         let client = async {
             serve_listener(self.client, client_state, self.shutdown.clone()).await;
             admin_stop.trigger();
@@ -136,6 +155,7 @@ impl Server {
                 shutdown_grace: Duration::from_secs(1),
                 ..settings
             },
+            tls: None,
         };
         let admin = serve_listener(self.admin, admin_state, admin_stop.clone());
         tokio::join!(client, admin);
@@ -183,10 +203,18 @@ async fn serve_listener(listener: TcpListener, state: ListenerState, shutdown: S
         .header_read_timeout(None)
         .max_buf_size(max_buf)
         .writev(true);
+    // HTTP/2 (over TLS, or h2c): each stream's queue of unsent body bytes
+    // is held to one chunk as HTTP/1's is (hyper's default is 400 KiB per
+    // stream), and what a client may send ahead of our reads (its flow
+    // control windows) to 128 KiB per stream and 512 KiB per connection,
+    // so that memory per stream is what crate::memory_model says.
     builder
         .http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(20)));
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .max_send_buf_size(body::CHUNK_SIZE)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
     let graceful = GracefulShutdown::new();
     let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip);
 
@@ -212,51 +240,38 @@ async fn serve_listener(listener: TcpListener, state: ListenerState, shutdown: S
         };
         let open = crate::metrics::conn::opened();
         let _ = stream.set_nodelay(true);
-        let state = state.clone();
-        let clock = ConnClock::start(settings.header_timeout, settings.keepalive_timeout);
-        // Pass-through bodies may be spliced into this connection; its
-        // pipe travels with each request (crate::splice).
-        let reads = clock.clone();
-        let io = ClientIo::new(stream, Arc::new(move || reads.bytes_read()));
-        let pipe = settings.splice.then(|| io.pipe());
-        let requests = clock.clone();
-        let service = service_fn(move |mut req: Request<Incoming>| {
-            let in_request = requests.request_started(req.version());
-            if let Some(pipe) = &pipe {
-                req.extensions_mut().insert(pipe.clone());
+        let conn = Conn {
+            builder: builder.clone(),
+            watcher: graceful.watcher(),
+            state: state.clone(),
+            peer,
+            held: Box::new((admitted, open)),
+        };
+        match state.tls.clone() {
+            None => {
+                let clock = ConnClock::start(settings.header_timeout, settings.keepalive_timeout);
+                // Pass-through bodies may be spliced into this connection;
+                // its pipe travels with each request (crate::splice).
+                let reads = clock.clone();
+                let io = ClientIo::new(stream, Arc::new(move || reads.bytes_read()));
+                let pipe = settings.splice.then(|| io.pipe());
+                tokio::spawn(conn.serve(TokioIo::new(io), clock, pipe));
             }
-            handle(state.clone(), req, peer, in_request)
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(io), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            // Pinned out here, so that a connection closed by its clock is
-            // counted and logged before the socket closes (select! drops
-            // the futures it owns before running a branch).
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                ended = conn.as_mut() => {
-                    if let Err(e) = ended {
-                        log_connection_error(&*e, peer);
-                    }
-                }
-                why = clock.expired() => {
-                    crate::metrics::conn::closed(why.as_str());
-                    match why {
-                        Expiry::HeaderTimeout => tracing::info!(
-                            %peer,
-                            timeout = ?settings.header_timeout,
-                            "connection closed: no complete request head in time (--header-timeout)"
-                        ),
-                        Expiry::KeepaliveTimeout => tracing::debug!(%peer, "idle connection closed"),
-                    }
-                }
+            Some(tls) => {
+                tokio::spawn(async move {
+                    // The connection's clock starts once the handshake is
+                    // done (the handshake has its own deadline).
+                    let Some(io) = tls.accept(stream, peer).await else {
+                        return;
+                    };
+                    let clock =
+                        ConnClock::start(settings.header_timeout, settings.keepalive_timeout);
+                    let reads = clock.clone();
+                    let io = NotifyReads::new(io, Arc::new(move || reads.bytes_read()));
+                    conn.serve(TokioIo::new(io), clock, None).await;
+                });
             }
-            drop(admitted);
-            drop(open);
-        });
+        }
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -268,6 +283,67 @@ async fn serve_listener(listener: TcpListener, state: ListenerState, shutdown: S
             ?grace,
             "grace period over; closing remaining connections"
         );
+    }
+}
+
+/// One accepted connection, ready to be served once its transport is.
+struct Conn {
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    state: ListenerState,
+    peer: SocketAddr,
+    /// Released when the connection ends: its admission and its count.
+    held: Box<dyn Send>,
+}
+
+impl Conn {
+    /// Serve HTTP/1.1 or HTTP/2 on `io` until it closes, its clock expires
+    /// or the drain ends it. `pipe` is offered to requests whose bodies may
+    /// be spliced (cleartext only).
+    async fn serve<I>(self, io: I, clock: Arc<ConnClock>, pipe: Option<ConnPipe>)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Conn {
+            builder,
+            watcher,
+            state,
+            peer,
+            held,
+        } = self;
+        let settings = state.settings;
+        let requests = clock.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            let in_request = requests.request_started(req.version());
+            if let Some(pipe) = &pipe {
+                req.extensions_mut().insert(pipe.clone());
+            }
+            handle(state.clone(), req, peer, in_request)
+        });
+        let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
+        // Pinned out here, so that a connection closed by its clock is
+        // counted and logged before the socket closes (select! drops
+        // the futures it owns before running a branch).
+        let mut conn = std::pin::pin!(conn);
+        tokio::select! {
+            ended = conn.as_mut() => {
+                if let Err(e) = ended {
+                    log_connection_error(&*e, peer);
+                }
+            }
+            why = clock.expired() => {
+                crate::metrics::conn::closed(why.as_str());
+                match why {
+                    Expiry::HeaderTimeout => tracing::info!(
+                        %peer,
+                        timeout = ?settings.header_timeout,
+                        "connection closed: no complete request head in time (--header-timeout)"
+                    ),
+                    Expiry::KeepaliveTimeout => tracing::debug!(%peer, "idle connection closed"),
+                }
+            }
+        }
+        drop(held);
     }
 }
 

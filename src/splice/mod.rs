@@ -33,5 +33,5 @@
 mod client_io;
 mod pipe;
 
-pub use client_io::ClientIo;
+pub use client_io::{ClientIo, OnRead};
 pub use pipe::{ConnPipe, Pipe, MAX_SPLICE};
