@@ -84,6 +84,41 @@ CONF
   echo $!
 }
 
+# nginx_proxy_location: the location block of nginx as a streaming proxy at
+# its best (upstream "origin" with keepalive, HTTP/1.1, 64 KiB buffers in
+# memory, no temp files), for bench/proxy.sh and bench/tls.sh.
+nginx_proxy_location() {
+  cat <<'NGINX'
+location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering on;
+      proxy_buffer_size 64k;
+      proxy_buffers 16 64k;
+      proxy_busy_buffers_size 128k;
+      proxy_max_temp_file_size 0;
+    }
+NGINX
+}
+
+# wrk_medians_table RESULTS NAME... -> a Markdown table of each NAME's
+# medians over the lines "NAME run N: rps mbps rss_kib cpu" in RESULTS.
+wrk_medians_table() {
+  local results=$1 s rps mbps rss cpu
+  shift
+  echo
+  echo "| server | req/s (median) | MB/s (median) | peak RSS MiB (median) | CPU s per GB (median) |"
+  echo "|---|---|---|---|---|"
+  for s in "$@"; do
+    rps=$(awk -v s="$s" '$1==s {print $4}' "$results" | median)
+    mbps=$(awk -v s="$s" '$1==s {print $5}' "$results" | median)
+    rss=$(awk -v s="$s" '$1==s {print $6}' "$results" | median)
+    cpu=$(awk -v s="$s" '$1==s {print $7}' "$results" | median)
+    printf '| %s | %.0f | %.0f | %.1f | %.2f |\n' "$s" "$rps" "$mbps" "$(echo "$rss / 1024" | bc -l)" "$cpu"
+  done
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # Processes started by a bench script; killed when it exits (call

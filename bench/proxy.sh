@@ -37,16 +37,7 @@ nginx_conf="
   server {
     listen 127.0.0.1:$NGINX_PORT backlog=4096;
     keepalive_requests 1000000;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_buffering on;
-      proxy_buffer_size 64k;
-      proxy_buffers 16 64k;
-      proxy_busy_buffers_size 128k;
-      proxy_max_temp_file_size 0;
-    }
+    $(nginx_proxy_location)
   }"
 
 results="$OUT_DIR/proxy-results.txt"
@@ -68,16 +59,7 @@ for run in $(seq 1 "$RUNS"); do
   echo "sluice run $run: $r" | tee -a "$results"
 done
 
-echo
-echo "| server | req/s (median) | MB/s (median) | peak RSS MiB (median) | CPU s per GB (median) |"
-echo "|---|---|---|---|---|"
-for s in nginx sluice; do
-  rps=$(awk -v s=$s '$1==s {print $4}' "$results" | median)
-  mbps=$(awk -v s=$s '$1==s {print $5}' "$results" | median)
-  rss=$(awk -v s=$s '$1==s {print $6}' "$results" | median)
-  cpu=$(awk -v s=$s '$1==s {print $7}' "$results" | median)
-  printf '| %s | %.0f | %.0f | %.1f | %.2f |\n' "$s" "$rps" "$mbps" "$(echo "$rss / 1024" | bc -l)" "$cpu"
-done
+wrk_medians_table "$results" nginx sluice
 n=$(awk '$1=="nginx" {print $4}' "$results" | median)
 s=$(awk '$1=="sluice" {print $4}' "$results" | median)
 printf 'sluice/nginx throughput ratio: %.2f (runs=%s, %s, %s connections, %s wrk threads)\n' \

@@ -44,14 +44,7 @@ impl Sample {
 }
 
 async fn sample(sluice: &Sluice) -> Sample {
-    let text = client()
-        .get(sluice.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(sluice).await;
     let value = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())

@@ -348,3 +348,82 @@ async fn an_expired_certificate_is_refused_at_start_and_at_reload() {
     assert!(sluice.logged(&["the certificate has expired"]));
     assert!(curl(&sluice, &ca, "--http2", "/healthz").is_ok());
 }
+
+/// `--hsts` adds Strict-Transport-Security to every answer over TLS
+/// (RFC 6797 allows it only on a secure transport), errors included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hsts_is_sent_over_tls() {
+    let dir = scratch("hsts");
+    let (ca, cert, key) = make_test_pki(&dir.join("pki"));
+    let sluice = start_tls(
+        &dir,
+        &cert,
+        &key,
+        &["--hsts", "max-age=31536000; includeSubDomains"],
+    );
+    for path in ["/sunset.jpg", "/no-such-file.jpg"] {
+        let out = Command::new("curl")
+            .args(["-sS", "--http2", "-o", "/dev/null", "-D", "-", "--cacert"])
+            .arg(&ca)
+            .arg(format!("https://127.0.0.1:{}{path}", sluice.addr.port()))
+            .output()
+            .unwrap();
+        let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+        assert!(
+            head.contains("strict-transport-security: max-age=31536000; includesubdomains\r\n"),
+            "{path}: {head}"
+        );
+    }
+}
+
+/// `--https-redirect-listen` answers plain HTTP with a 308 to the same
+/// host and path over https (nginx: `return 301 https://$host$request_uri`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleartext_listener_redirects_to_https() {
+    let dir = scratch("redirect");
+    let (_, cert, key) = make_test_pki(&dir.join("pki"));
+    let sluice = start_tls(
+        &dir,
+        &cert,
+        &key,
+        &[
+            "--https-redirect-listen",
+            "127.0.0.1:0",
+            "--https-redirect-port",
+            "8443",
+        ],
+    );
+    // The harness hands over the listening line before it keeps it.
+    let mut line = None;
+    for _ in 0..100 {
+        line = sluice
+            .logs()
+            .into_iter()
+            .find(|l| l.contains("\"listening\""));
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = line.unwrap();
+    let redirect: std::net::SocketAddr = common::json_field(&line, "redirect").parse().unwrap();
+    let ask = |host: &str, target: &str| {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        async move {
+            let (answer, _) =
+                common::raw_exchange(redirect, request.as_bytes(), Duration::from_secs(5)).await;
+            String::from_utf8_lossy(&answer).to_string()
+        }
+    };
+    let answer = ask("images.example.com:80", "/img/a%20b.jpg?w=1").await;
+    assert!(answer.starts_with("HTTP/1.1 308 "), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nlocation: https://images.example.com:8443/img/a%20b.jpg?w=1\r\n"),
+        "{answer}"
+    );
+    // No usable Host: no redirect to guess.
+    let answer = ask("bad host", "/").await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+}

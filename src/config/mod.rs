@@ -96,6 +96,21 @@ pub struct Config {
     #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Strict-Transport-Security value sent on every answer over TLS, e.g.
+    /// "max-age=31536000; includeSubDomains". Off without it.
+    #[arg(long, env = "SLUICE_HSTS", requires = "tls_cert")]
+    pub hsts: Option<String>,
+
+    /// A cleartext listener that answers every request with a 308 redirect
+    /// to the same host and path over https.
+    #[arg(long, env = "SLUICE_HTTPS_REDIRECT_LISTEN", requires = "tls_cert")]
+    pub https_redirect_listen: Option<SocketAddr>,
+
+    /// The port the redirect names (the one clients reach the TLS listener
+    /// on, e.g. through a load balancer); 443 is left out of the URL.
+    #[arg(long, env = "SLUICE_HTTPS_REDIRECT_PORT", default_value_t = 443)]
+    pub https_redirect_port: u16,
+
     /// Time a client has from accept to a finished TLS handshake.
     #[arg(long, env = "SLUICE_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub tls_handshake_timeout: Duration,

@@ -49,6 +49,9 @@ impl Config {
                 },
                 splice: self.splice,
                 shutdown_grace: self.shutdown_grace,
+                https_redirect: self
+                    .https_redirect_listen
+                    .map(|listen| (listen, self.https_redirect_port)),
             },
             tls: match (&self.tls_cert, &self.tls_key) {
                 (Some(cert), Some(key)) => Some(TlsSettings {
@@ -56,6 +59,12 @@ impl Config {
                     key: key.clone(),
                     handshake_timeout: self.tls_handshake_timeout,
                     reload_every: self.tls_reload_interval,
+                    hsts: self
+                        .hsts
+                        .as_deref()
+                        .map(http::HeaderValue::from_str)
+                        .transpose()
+                        .map_err(|_| "--hsts is not a valid header value".to_string())?,
                 }),
                 _ => None,
             },

@@ -30,6 +30,8 @@ pub enum Route {
     Debug,
     /// Anything no route matched (404 on the admin listener).
     Unmatched,
+    /// The cleartext listener's redirect to https (`--https-redirect-listen`).
+    HttpsRedirect,
 }
 
 impl Route {
@@ -42,6 +44,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::Debug => "debug",
             Route::Unmatched => "unmatched",
+            Route::HttpsRedirect => "https_redirect",
         }
     }
 }

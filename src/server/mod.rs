@@ -9,7 +9,7 @@
 mod admission;
 mod clock;
 mod head;
-mod notify_reads;
+mod redirect;
 pub mod router;
 pub mod status;
 mod tls;
@@ -32,7 +32,6 @@ use tokio::net::TcpListener;
 use admission::Admission;
 use clock::{ConnClock, Expiry, InRequest};
 pub use head::HeadLimits;
-use notify_reads::NotifyReads;
 pub use router::{Listener, Router};
 pub use tls::{TlsSettings, TlsTerminator};
 
@@ -41,7 +40,7 @@ use crate::context::RequestContext;
 use crate::error::{Error, ErrorKind};
 use crate::headers::X_REQUEST_ID;
 use crate::shutdown::Shutdown;
-use crate::splice::{ClientIo, ConnPipe};
+use crate::splice::{ClientIo, ConnPipe, NotifyReads};
 
 /// How the server listens, and how client connections are limited and timed.
 #[derive(Debug, Clone, Copy)]
@@ -57,6 +56,8 @@ pub struct ServerSettings {
     pub splice: bool,
     /// How long in-flight responses may take after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `--https-redirect-listen` and the port its redirects name.
+    pub https_redirect: Option<(SocketAddr, u16)>,
 }
 
 /// What an HTTP/2 client may send on one stream, and on one connection,
@@ -68,6 +69,8 @@ pub const H2_CONNECTION_WINDOW: u32 = 512 * 1024;
 pub struct Server {
     client: TcpListener,
     admin: TcpListener,
+    /// `--https-redirect-listen`, and the port its redirects name.
+    redirect: Option<(TcpListener, u16)>,
     tls: Option<Arc<TlsTerminator>>,
     router: Arc<Router>,
     settings: ServerSettings,
@@ -94,6 +97,15 @@ impl Server {
         shutdown: Shutdown,
     ) -> Result<Self, String> {
         let tls = tls.map(TlsTerminator::load).transpose()?;
+        let redirect = match settings.https_redirect {
+            Some((addr, port)) => Some((
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+                port,
+            )),
+            None => None,
+        };
         let client = TcpListener::bind(settings.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
@@ -104,6 +116,7 @@ impl Server {
         Ok(Server {
             client,
             admin,
+            redirect,
             tls,
             router: Arc::new(router),
             settings: ServerSettings {
@@ -125,7 +138,14 @@ impl Server {
     /// Serve until shutdown is triggered, then drain within the grace period.
     pub async fn run(self) {
         if let (Ok(addr), Ok(admin)) = (self.client_addr(), self.admin_addr()) {
-            tracing::info!(%addr, %admin, "listening");
+            match self
+                .redirect
+                .as_ref()
+                .and_then(|(l, _)| l.local_addr().ok())
+            {
+                Some(redirect) => tracing::info!(%addr, %admin, %redirect, "listening"),
+                None => tracing::info!(%addr, %admin, "listening"),
+            }
         }
         let settings = self.settings;
         // The admin listener outlives the client one: while the client
@@ -158,7 +178,19 @@ impl Server {
             tls: None,
         };
         let admin = serve_listener(self.admin, admin_state, admin_stop.clone());
-        tokio::join!(client, admin);
+        // The redirect listener drains with the client one.
+        let redirect = async {
+            if let Some((listener, _)) = self.redirect {
+                let state = ListenerState {
+                    which: Listener::HttpsRedirect,
+                    router: self.router.clone(),
+                    settings,
+                    tls: None,
+                };
+                serve_listener(listener, state, self.shutdown.clone()).await;
+            }
+        };
+        tokio::join!(client, admin, redirect);
         tracing::info!("shutdown complete");
     }
 }
@@ -396,6 +428,11 @@ async fn handle(
                 .get(http::header::CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0"));
     let routed = match head::check(&req, state.settings.head) {
+        Ok(()) if state.which == Listener::HttpsRedirect => {
+            ctx.route = crate::metrics::http::Route::HttpsRedirect;
+            let port = state.settings.https_redirect.map_or(443, |(_, port)| port);
+            redirect::answer(&req, port)
+        }
         Ok(()) => state.router.route(state.which, req, &mut ctx).await,
         Err(e) => Err(e),
     };
@@ -413,6 +450,11 @@ async fn handle(
     response
         .headers_mut()
         .insert(X_REQUEST_ID, ctx.request_id.clone());
+    if let Some(hsts) = state.tls.as_ref().and_then(|t| t.hsts()) {
+        response
+            .headers_mut()
+            .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     let status = response.status();
     let request_id = ctx.request_id.clone();
     Ok(response.map(move |b| {

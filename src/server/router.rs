@@ -21,6 +21,9 @@ use crate::zip::ZipService;
 pub enum Listener {
     Client,
     Admin,
+    /// `--https-redirect-listen`: every request gets a redirect to https
+    /// (answered by the server itself, see `server::redirect`).
+    HttpsRedirect,
 }
 
 /// Every route's service.
@@ -49,6 +52,7 @@ impl Router {
             (Listener::Admin, "/metrics") => Route::Metrics,
             (Listener::Admin, p) if p == "/debug" || p.starts_with("/debug/") => Route::Debug,
             (Listener::Admin, _) => return Err(Error::not_found("no such admin endpoint")),
+            (Listener::HttpsRedirect, _) => Route::Unmatched,
         };
         match ctx.route {
             Route::Health => self.health.serve(req, ctx).await,
@@ -57,7 +61,7 @@ impl Router {
             Route::Passthrough => self.passthrough.serve(req, ctx).await,
             Route::Metrics => self.metrics.serve(req, ctx).await,
             Route::Debug => self.profiling.serve(req, ctx).await,
-            Route::Unmatched => Err(Error::not_found("no such endpoint")),
+            Route::Unmatched | Route::HttpsRedirect => Err(Error::not_found("no such endpoint")),
         }
     }
 }

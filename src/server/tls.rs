@@ -42,6 +42,8 @@ pub struct TlsSettings {
     pub handshake_timeout: Duration,
     /// How often the files are checked for a change.
     pub reload_every: Duration,
+    /// `--hsts`: Strict-Transport-Security on every answer.
+    pub hsts: Option<http::HeaderValue>,
 }
 
 /// The listener's TLS state: the configuration new handshakes use.
@@ -83,6 +85,11 @@ impl TlsTerminator {
             current: RwLock::new(Arc::new(config)),
             loaded_from: RwLock::new(seen),
         }))
+    }
+
+    /// The Strict-Transport-Security value, when configured.
+    pub fn hsts(&self) -> Option<&http::HeaderValue> {
+        self.settings.hsts.as_ref()
     }
 
     fn acceptor(&self) -> TlsAcceptor {

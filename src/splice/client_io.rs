@@ -11,13 +11,13 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::pipe::{placeholder_len, ConnPipe};
+use super::NotifyReads;
 
 pub struct ClientIo {
-    stream: TcpStream,
+    /// The socket; `on_read` is called after every read that returned
+    /// bytes (see [`NotifyReads`]).
+    stream: NotifyReads<TcpStream>,
     pipe: ConnPipe,
-    /// Called after every read that returned bytes (the server times an
-    /// idle connection's next request head from its first byte).
-    on_read: OnRead,
 }
 
 /// See [`ClientIo::new`].
@@ -26,9 +26,8 @@ pub type OnRead = Arc<dyn Fn() + Send + Sync>;
 impl ClientIo {
     pub fn new(stream: TcpStream, on_read: OnRead) -> Self {
         ClientIo {
-            stream,
+            stream: NotifyReads::new(stream, on_read),
             pipe: ConnPipe::default(),
-            on_read,
         }
     }
 
@@ -47,11 +46,12 @@ impl ClientIo {
                 "placeholder chunk larger than the bytes in the pipe",
             )));
         }
+        let socket = self.stream.get_ref();
         loop {
-            ready!(self.stream.poll_write_ready(cx))?;
-            let spliced = self.stream.try_io(Interest::WRITABLE, || {
+            ready!(socket.poll_write_ready(cx))?;
+            let spliced = socket.try_io(Interest::WRITABLE, || {
                 let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-                Ok(splice(&pipe.read, None, &self.stream, None, n, flags)?)
+                Ok(splice(&pipe.read, None, socket, None, n, flags)?)
             });
             match spliced {
                 Ok(k) => {
@@ -72,12 +72,7 @@ impl AsyncRead for ClientIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut self.stream).poll_read(cx, buf))?;
-        if buf.filled().len() > before {
-            (self.on_read)();
-        }
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 

@@ -31,7 +31,9 @@
 //! at `pipe::PIPE_SIZE`. Linux only.
 
 mod client_io;
+mod notify_reads;
 mod pipe;
 
 pub use client_io::{ClientIo, OnRead};
+pub use notify_reads::NotifyReads;
 pub use pipe::{ConnPipe, Pipe, MAX_SPLICE};

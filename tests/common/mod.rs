@@ -754,16 +754,21 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// `sluice_upstream_spliced_bytes_total` from the admin listener.
-pub async fn spliced_bytes(sluice: &Sluice) -> u64 {
-    let text = client()
+/// The admin listener's `/metrics` text.
+pub async fn metrics_text(sluice: &Sluice) -> String {
+    client()
         .get(sluice.admin_url("/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// `sluice_upstream_spliced_bytes_total` from the admin listener.
+pub async fn spliced_bytes(sluice: &Sluice) -> u64 {
+    let text = metrics_text(sluice).await;
     text.lines()
         .find_map(|l| l.strip_prefix("sluice_upstream_spliced_bytes_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -791,14 +796,7 @@ impl Sluice {
 /// The sum of every sample of `name` on `/metrics` whose labels contain
 /// `labels` (e.g. `reason="header_timeout"`; "" for all).
 pub async fn metric(sluice: &Sluice, name: &str, labels: &str) -> f64 {
-    let text = client()
-        .get(sluice.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(sluice).await;
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

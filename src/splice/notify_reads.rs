@@ -1,6 +1,7 @@
-//! A transport that tells the connection's clock when bytes arrive, for
-//! connections that are not a [`crate::splice::ClientIo`] (TLS): the clock
-//! times an idle connection's next request head from its first byte.
+//! A client transport that tells the connection's clock when bytes arrive
+//! (the server times an idle connection's next request head from its first
+//! byte): under [`super::ClientIo`] for cleartext connections, and under
+//! hyper directly for TLS ones.
 
 use std::io;
 use std::pin::Pin;
@@ -8,7 +9,7 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::splice::OnRead;
+use super::OnRead;
 
 pub struct NotifyReads<S> {
     inner: S,
@@ -18,6 +19,10 @@ pub struct NotifyReads<S> {
 impl<S> NotifyReads<S> {
     pub fn new(inner: S, on_read: OnRead) -> Self {
         NotifyReads { inner, on_read }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 
