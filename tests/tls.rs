@@ -427,3 +427,142 @@ async fn a_cleartext_listener_redirects_to_https() {
     let answer = ask("bad host", "/").await;
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
 }
+
+/// A self-signed certificate for `name` alone (DNS SAN), and its key.
+fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+/// The subject of the certificate sluice presents for `server_name`
+/// (`None`: send no SNI), as openssl s_client sees it.
+fn presented_subject(sluice: &Sluice, server_name: Option<&str>) -> String {
+    let mut s_client = Command::new("openssl");
+    s_client
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", sluice.addr.port()),
+        ])
+        .stdin(std::process::Stdio::null());
+    match server_name {
+        Some(name) => s_client.args(["-servername", name]),
+        None => s_client.arg("-noservername"),
+    };
+    let out = s_client.output().unwrap();
+    let mut x509 = Command::new("openssl")
+        .args(["x509", "-noout", "-subject"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    x509.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+    let subject = x509.wait_with_output().unwrap();
+    String::from_utf8_lossy(&subject.stdout).trim().to_string()
+}
+
+/// Several pairs: the one valid for the client's server name is presented;
+/// without SNI, or for an unknown name, the first (the default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificate_is_chosen_by_server_name() {
+    let dir = scratch("sni");
+    let (a_cert, a_key) = self_signed(&dir, "a.example");
+    let (b_cert, b_key) = self_signed(&dir, "b.example");
+    let cert_list = format!("{},{}", a_cert.display(), b_cert.display());
+    let sluice = Sluice::start(&[
+        "--origin",
+        &samples(),
+        "--tls-cert",
+        &cert_list,
+        "--tls-key",
+        &a_key.display().to_string(),
+        "--tls-key",
+        &b_key.display().to_string(),
+    ]);
+    assert_eq!(
+        presented_subject(&sluice, Some("b.example")),
+        "subject=CN = b.example"
+    );
+    assert_eq!(
+        presented_subject(&sluice, Some("a.example")),
+        "subject=CN = a.example"
+    );
+    assert_eq!(presented_subject(&sluice, None), "subject=CN = a.example");
+    assert_eq!(
+        presented_subject(&sluice, Some("other.example")),
+        "subject=CN = a.example"
+    );
+    // And a real request by name, trusting only b's certificate.
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+        ])
+        .arg(&b_cert)
+        .args([
+            "--resolve",
+            &format!("b.example:{}:127.0.0.1", sluice.addr.port()),
+        ])
+        .arg(format!(
+            "https://b.example:{}/sunset.jpg",
+            sluice.addr.port()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+}
+
+#[test]
+fn certificates_and_keys_must_pair_up() {
+    let dir = scratch("pairs");
+    let (a_cert, a_key) = self_signed(&dir, "a.example");
+    let (b_cert, _) = self_signed(&dir, "b.example");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(&a_cert)
+        .arg("--tls-cert")
+        .arg(&b_cert)
+        .arg("--tls-key")
+        .arg(&a_key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--tls-cert and --tls-key come in pairs: 2 certificates, 1 keys"),
+        "{stderr}"
+    );
+}

@@ -87,14 +87,27 @@ pub struct Config {
     pub origin_ca_file: Option<PathBuf>,
 
     /// PEM certificate chain (leaf first): the client listener speaks TLS
-    /// (1.2 and 1.3; ALPN h2 and http/1.1). Needs --tls-key. Reloaded on
-    /// SIGHUP and when the file changes.
-    #[arg(long, env = "SLUICE_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
+    /// (1.2 and 1.3; ALPN h2 and http/1.1). Needs --tls-key. Give several
+    /// (repeat the flag, or separate with commas) to choose by the client's
+    /// server name (SNI); the first is the default. Reloaded on SIGHUP and
+    /// when a file changes.
+    #[arg(
+        long,
+        env = "SLUICE_TLS_CERT",
+        requires = "tls_key",
+        value_delimiter = ','
+    )]
+    pub tls_cert: Vec<PathBuf>,
 
-    /// PEM private key for --tls-cert (PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, env = "SLUICE_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    /// PEM private key for each --tls-cert, in the same order (PKCS#8,
+    /// PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "SLUICE_TLS_KEY",
+        requires = "tls_cert",
+        value_delimiter = ','
+    )]
+    pub tls_key: Vec<PathBuf>,
 
     /// Strict-Transport-Security value sent on every answer over TLS, e.g.
     /// "max-age=31536000; includeSubDomains". Off without it.

@@ -7,7 +7,7 @@ use crate::image::run::pipeline::Defaults;
 use crate::image::run::ProcessorSettings;
 use crate::image::{ImageSettings, SigningSettings};
 use crate::origin::{OriginSettings, OriginSpec, Timeouts};
-use crate::server::{HeadLimits, ServerSettings, TlsSettings};
+use crate::server::{CertPair, HeadLimits, ServerSettings, TlsSettings};
 use crate::upload::Pace;
 use crate::zip::ZipSettings;
 
@@ -28,6 +28,41 @@ pub struct Settings {
 }
 
 impl Config {
+    /// `--tls-cert`/`--tls-key` pairs and the other `--tls-*` flags.
+    fn tls_settings(&self) -> Result<Option<TlsSettings>, String> {
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err(format!(
+                "--tls-cert and --tls-key come in pairs: {} certificates, {} keys",
+                self.tls_cert.len(),
+                self.tls_key.len()
+            ));
+        }
+        if self.tls_cert.is_empty() {
+            return Ok(None);
+        }
+        let pairs = self
+            .tls_cert
+            .iter()
+            .zip(&self.tls_key)
+            .map(|(cert, key)| CertPair {
+                cert: cert.clone(),
+                key: key.clone(),
+            })
+            .collect();
+        let hsts = self
+            .hsts
+            .as_deref()
+            .map(http::HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| "--hsts is not a valid header value".to_string())?;
+        Ok(Some(TlsSettings {
+            pairs,
+            handshake_timeout: self.tls_handshake_timeout,
+            reload_every: self.tls_reload_interval,
+            hsts,
+        }))
+    }
+
     /// The runtime settings these flags describe; an error names the flag.
     pub fn settings(&self) -> Result<Settings, String> {
         let spec = match self.origin.as_deref() {
@@ -53,21 +88,7 @@ impl Config {
                     .https_redirect_listen
                     .map(|listen| (listen, self.https_redirect_port)),
             },
-            tls: match (&self.tls_cert, &self.tls_key) {
-                (Some(cert), Some(key)) => Some(TlsSettings {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    handshake_timeout: self.tls_handshake_timeout,
-                    reload_every: self.tls_reload_interval,
-                    hsts: self
-                        .hsts
-                        .as_deref()
-                        .map(http::HeaderValue::from_str)
-                        .transpose()
-                        .map_err(|_| "--hsts is not a valid header value".to_string())?,
-                }),
-                _ => None,
-            },
+            tls: self.tls_settings()?,
             origin: OriginSettings {
                 spec,
                 timeouts: Timeouts {

@@ -1,8 +1,10 @@
 //! Listeners and connections: accept (refusing what is over
-//! `--max-connections` or `--max-connections-per-ip`, [`admission`]), keep
-//! each connection's deadlines ([`clock`]), serve HTTP/1.1 and HTTP/2 with
-//! hyper, check request heads ([`head`]), turn handler errors into short
-//! plain-text responses, log one line per request, and drain on shutdown.
+//! `--max-connections` or `--max-connections-per-ip`, [`admission`]),
+//! terminate TLS when configured ([`tls`]), keep each connection's
+//! deadlines ([`clock`]), serve HTTP/1.1 and HTTP/2 with hyper, check
+//! request heads ([`head`]), turn handler errors into short plain-text
+//! responses, log one line per request, and drain on shutdown. An optional
+//! cleartext listener only redirects to https ([`redirect`]).
 //!
 //! See [`crate::shutdown`] for the shutdown sequence.
 
@@ -33,7 +35,7 @@ use admission::Admission;
 use clock::{ConnClock, Expiry, InRequest};
 pub use head::HeadLimits;
 pub use router::{Listener, Router};
-pub use tls::{TlsSettings, TlsTerminator};
+pub use tls::{CertPair, TlsSettings, TlsTerminator};
 
 use crate::body::{self, Body, Counted};
 use crate::context::RequestContext;

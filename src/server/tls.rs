@@ -1,7 +1,9 @@
 //! TLS on the client listener (`--tls-cert`, `--tls-key`): rustls with its
 //! safe defaults (TLS 1.2 and 1.3, ring), ALPN `h2` then `http/1.1`, a
 //! handshake deadline, a clear answer to plain HTTP sent to the TLS port,
-//! and certificates reloaded without a restart.
+//! several certificates chosen by the client's server name (SNI; the
+//! first pair is the default, as nginx's `default_server`), and
+//! certificates reloaded without a restart.
 //!
 //! Reload: on SIGHUP, and when either file changes (polled every
 //! [`TlsSettings::reload_every`], so that a Kubernetes Secret rotated by
@@ -21,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -34,16 +38,31 @@ use crate::shutdown::Shutdown;
 /// What `--tls-*` configure.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    /// PEM: the certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// PEM: the private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
+    /// Certificate pairs, the first the default: PEM chain (leaf first) and
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub pairs: Vec<CertPair>,
     /// Time from accept to a finished handshake; then the connection closes.
     pub handshake_timeout: Duration,
     /// How often the files are checked for a change.
     pub reload_every: Duration,
     /// `--hsts`: Strict-Transport-Security on every answer.
     pub hsts: Option<http::HeaderValue>,
+}
+
+/// One certificate chain and its key, as files.
+#[derive(Debug, Clone)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TlsSettings {
+    fn files(&self) -> Vec<&Path> {
+        self.pairs
+            .iter()
+            .flat_map(|p| [p.cert.as_path(), p.key.as_path()])
+            .collect()
+    }
 }
 
 /// The listener's TLS state: the configuration new handshakes use.
@@ -78,8 +97,8 @@ impl FilesSeen {
 impl TlsTerminator {
     /// Load the pair once; an error is a start-up error for a human.
     pub fn load(settings: TlsSettings) -> Result<Arc<Self>, String> {
-        let seen = FilesSeen::of(&[&settings.cert, &settings.key]);
-        let config = server_config(&settings.cert, &settings.key)?;
+        let seen = FilesSeen::of(&settings.files());
+        let config = server_config(&settings.pairs)?;
         Ok(Arc::new(TlsTerminator {
             settings,
             current: RwLock::new(Arc::new(config)),
@@ -99,12 +118,13 @@ impl TlsTerminator {
 
     /// Read the files again; keep the old pair if the new one is unusable.
     pub fn reload(&self, why: &'static str) {
-        let seen = FilesSeen::of(&[&self.settings.cert, &self.settings.key]);
-        match server_config(&self.settings.cert, &self.settings.key) {
+        let seen = FilesSeen::of(&self.settings.files());
+        match server_config(&self.settings.pairs) {
             Ok(config) => {
                 *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
                 crate::metrics::tls::reloaded("loaded");
-                tracing::info!(why, cert = %self.settings.cert.display(), "TLS certificate reloaded");
+                let pairs = self.settings.pairs.len();
+                tracing::info!(why, pairs, "TLS certificate reloaded");
             }
             Err(e) => {
                 crate::metrics::tls::reloaded("refused");
@@ -125,7 +145,7 @@ impl TlsTerminator {
                 _ = shutdown.wait() => return,
                 _ = next_hangup(&mut hangups) => self.reload("SIGHUP"),
                 _ = tick.tick() => {
-                    let now = FilesSeen::of(&[&self.settings.cert, &self.settings.key]);
+                    let now = FilesSeen::of(&self.settings.files());
                     let changed = *self.loaded_from.read().unwrap_or_else(|p| p.into_inner()) != now;
                     if changed {
                         self.reload("files changed");
@@ -227,9 +247,31 @@ fn failure_reason(e: &io::Error) -> &'static str {
     }
 }
 
-/// The rustls configuration for a chain and key, ALPN `h2` then `http/1.1`.
-/// The key must match the leaf certificate.
-fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, String> {
+/// The rustls configuration for the pairs, ALPN `h2` then `http/1.1`.
+/// Each key must match its certificate, and each certificate be valid now.
+fn server_config(pairs: &[CertPair]) -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let keys = pairs
+        .iter()
+        .map(|p| certified_key(p, &provider))
+        .collect::<Result<Vec<_>, _>>()?;
+    if keys.is_empty() {
+        return Err("--tls-cert: no certificate given".into());
+    }
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ByServerName { keys }));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn certified_key(
+    pair: &CertPair,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let (cert, key) = (&pair.cert, &pair.key);
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -240,24 +282,45 @@ fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, String> {
             cert.display()
         ));
     }
+    check_validity(&chain, provider).map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
     let key_der = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    check_validity(&chain, &provider).map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(chain, key_der)
+    // from_der checks that the key matches the leaf certificate.
+    CertifiedKey::from_der(chain, key_der, provider)
+        .map(Arc::new)
         .map_err(|e| {
             format!(
                 "--tls-cert {} and --tls-key {}: {e}",
                 cert.display(),
                 key.display()
             )
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+        })
+}
+
+/// Chooses the pair whose leaf certificate is valid for the name the
+/// client asked for (SNI), else the first pair (no name, or no match).
+#[derive(Debug)]
+struct ByServerName {
+    keys: Vec<Arc<CertifiedKey>>,
+}
+
+impl ResolvesServerCert for ByServerName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let first = self.keys.first()?;
+        let Some(name) = hello
+            .server_name()
+            .and_then(|n| rustls_pki_types::ServerName::try_from(n).ok())
+        else {
+            return Some(first.clone());
+        };
+        let matches = |key: &&Arc<CertifiedKey>| {
+            key.cert.first().is_some_and(|leaf| {
+                webpki::EndEntityCert::try_from(leaf)
+                    .is_ok_and(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
+            })
+        };
+        Some(self.keys.iter().find(matches).unwrap_or(first).clone())
+    }
 }
 
 /// Refuse a leaf certificate outside its validity period (expired, or not
