@@ -20,8 +20,9 @@
 //! `sluice_zip_archives_in_flight`; `allocated` is jemalloc's
 //! (`sluice_allocator_allocated_bytes`). `tests/memory_invariant.rs` drives
 //! pass-through, zip, image and idle-connection load against the binary and
-//! checks this inequality at every sample; a buffer that nobody counts
-//! breaks it. RSS adds the binary's own pages and what jemalloc has freed
+//! checks this inequality at every sample; a buffer that nobody counts and
+//! that grows with the load by more than the bounds' slack (they are worst
+//! cases) breaks it. RSS adds the binary's own pages and what jemalloc has freed
 //! but not yet returned (given back within seconds, see docs/operations.md).
 //!
 //! The constants are for plain-http and directory origins and cleartext
