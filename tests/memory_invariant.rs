@@ -168,14 +168,7 @@ async fn pass_through_at_64_clients_spliced_and_streamed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zip_at_32_clients_stored_and_deflated_json_and_mod_zip() {
     let origin = ZipOrigin::start().await;
-    let photos = [
-        "sunset.jpg",
-        "dandelions.jpg",
-        "dogs-portrait.jpg",
-        "grace_hopper.jpg",
-        "picos-de-europa.jpg",
-        "rocket.jpg",
-    ];
+    let photos = common::SAMPLE_PHOTOS;
     // mod_zip: stored photos (sizes declared, so Content-Length is known).
     let mut lines = String::new();
     for p in photos {

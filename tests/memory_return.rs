@@ -18,14 +18,7 @@ use serde_json::json;
 use zip_origin::ZipOrigin;
 
 const MIB: u64 = 1 << 20;
-const SAMPLES: [&str; 6] = [
-    "sunset.jpg",
-    "dandelions.jpg",
-    "dogs-portrait.jpg",
-    "grace_hopper.jpg",
-    "picos-de-europa.jpg",
-    "rocket.jpg",
-];
+use common::SAMPLE_PHOTOS as SAMPLES;
 
 async fn zip_once(sluice: &Sluice) {
     let entries: Vec<_> = ["a", "b", "c", "d"]

@@ -754,6 +754,16 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Real photographs under `samples/` (a few hundred KB to a few MB each).
+pub const SAMPLE_PHOTOS: [&str; 6] = [
+    "sunset.jpg",
+    "dandelions.jpg",
+    "dogs-portrait.jpg",
+    "grace_hopper.jpg",
+    "picos-de-europa.jpg",
+    "rocket.jpg",
+];
+
 /// The admin listener's `/metrics` text.
 pub async fn metrics_text(sluice: &Sluice) -> String {
     client()
