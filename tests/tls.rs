@@ -566,3 +566,52 @@ fn certificates_and_keys_must_pair_up() {
         "{stderr}"
     );
 }
+
+/// A reqwest client on rustls (ring) that trusts only `ca`.
+fn rustls_client(ca: &Path, http1_only: bool) -> reqwest::Client {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = if http1_only {
+        vec![b"http/1.1".to_vec()]
+    } else {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    };
+    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
+    let builder = if http1_only {
+        builder.http1_only()
+    } else {
+        builder
+    };
+    builder.build().unwrap()
+}
+
+/// The same over rustls, a second TLS stack: h2 by ALPN, and http/1.1
+/// when the client offers only that; bodies byte-identical to the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rustls_client_gets_h2_and_http1() {
+    let dir = scratch("rustls");
+    let (ca, cert, key) = make_test_pki(&dir.join("pki"));
+    let sluice = start_tls(&dir, &cert, &key, &[]);
+    let file = std::fs::read(format!("{}/dandelions.jpg", samples())).unwrap();
+    let url = format!("https://127.0.0.1:{}/dandelions.jpg", sluice.addr.port());
+    for (http1_only, version) in [
+        (false, reqwest::Version::HTTP_2),
+        (true, reqwest::Version::HTTP_11),
+    ] {
+        let client = rustls_client(&ca, http1_only);
+        let r = client.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.version(), version);
+        assert_eq!(r.bytes().await.unwrap(), file);
+    }
+}
