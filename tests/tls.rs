@@ -567,32 +567,37 @@ fn certificates_and_keys_must_pair_up() {
     );
 }
 
-/// A reqwest client on rustls (ring) that trusts only `ca`.
-fn rustls_client(ca: &Path, http1_only: bool) -> reqwest::Client {
+/// GET `url` with hyper's client on rustls (ring; hyper-rustls, as
+/// sluice's own https origins use it), trusting only `ca`, offering h2 and
+/// http/1.1 or http/1.1 alone: (status, HTTP version, body).
+async fn rustls_get(ca: &Path, url: &str, http1_only: bool) -> (u16, http::Version, Vec<u8>) {
+    use http_body_util::BodyExt;
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    config.alpn_protocols = if http1_only {
-        vec![b"http/1.1".to_vec()]
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only();
+    let connector = if http1_only {
+        connector.enable_http1().build()
     } else {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        connector.enable_http1().enable_http2().build()
     };
-    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
-    let builder = if http1_only {
-        builder.http1_only()
-    } else {
-        builder
-    };
-    builder.build().unwrap()
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, http_body_util::Empty<bytes::Bytes>>(connector);
+    let r = client.get(url.parse().unwrap()).await.unwrap();
+    let (status, version) = (r.status().as_u16(), r.version());
+    let body = r.into_body().collect().await.unwrap().to_bytes().to_vec();
+    (status, version, body)
 }
 
 /// The same over rustls, a second TLS stack: h2 by ALPN, and http/1.1
@@ -605,13 +610,12 @@ async fn a_rustls_client_gets_h2_and_http1() {
     let file = std::fs::read(format!("{}/dandelions.jpg", samples())).unwrap();
     let url = format!("https://127.0.0.1:{}/dandelions.jpg", sluice.addr.port());
     for (http1_only, version) in [
-        (false, reqwest::Version::HTTP_2),
-        (true, reqwest::Version::HTTP_11),
+        (false, http::Version::HTTP_2),
+        (true, http::Version::HTTP_11),
     ] {
-        let client = rustls_client(&ca, http1_only);
-        let r = client.get(&url).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.version(), version);
-        assert_eq!(r.bytes().await.unwrap(), file);
+        let (status, got_version, body) = rustls_get(&ca, &url, http1_only).await;
+        assert_eq!(status, 200);
+        assert_eq!(got_version, version);
+        assert!(body == file, "the body differs from the file");
     }
 }
