@@ -279,7 +279,7 @@ async fn serve_listener(listener: TcpListener, state: ListenerState, shutdown: S
             watcher: graceful.watcher(),
             state: state.clone(),
             peer,
-            held: Box::new((admitted, open)),
+            held: (admitted, open),
         };
         match state.tls.clone() {
             None => {
@@ -327,7 +327,7 @@ struct Conn {
     state: ListenerState,
     peer: SocketAddr,
     /// Released when the connection ends: its admission and its count.
-    held: Box<dyn Send>,
+    held: (admission::Admitted, crate::metrics::conn::Open),
 }
 
 impl Conn {

@@ -135,21 +135,31 @@ impl TlsTerminator {
         *self.loaded_from.write().unwrap_or_else(|p| p.into_inner()) = seen;
     }
 
-    /// Reload on SIGHUP and when the files change, until shutdown.
+    /// Reload if the files differ from those last judged.
+    fn reload_if_changed(&self) {
+        let now = FilesSeen::of(&self.settings.files());
+        let changed = *self.loaded_from.read().unwrap_or_else(|p| p.into_inner()) != now;
+        if changed {
+            self.reload("files changed");
+        }
+    }
+
+    /// Reload on SIGHUP and when the files change, until shutdown. File
+    /// reads and certificate parsing run on the blocking pool, off the
+    /// threads that serve requests.
     pub async fn watch(self: Arc<Self>, shutdown: Shutdown) {
         let mut hangups = hangups();
         let mut tick = tokio::time::interval(self.settings.reload_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let this = self.clone();
             tokio::select! {
                 _ = shutdown.wait() => return,
-                _ = next_hangup(&mut hangups) => self.reload("SIGHUP"),
+                _ = next_hangup(&mut hangups) => {
+                    let _ = tokio::task::spawn_blocking(move || this.reload("SIGHUP")).await;
+                }
                 _ = tick.tick() => {
-                    let now = FilesSeen::of(&self.settings.files());
-                    let changed = *self.loaded_from.read().unwrap_or_else(|p| p.into_inner()) != now;
-                    if changed {
-                        self.reload("files changed");
-                    }
+                    let _ = tokio::task::spawn_blocking(move || this.reload_if_changed()).await;
                 }
             }
         }
@@ -307,6 +317,9 @@ struct ByServerName {
 impl ResolvesServerCert for ByServerName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let first = self.keys.first()?;
+        if self.keys.len() == 1 {
+            return Some(first.clone());
+        }
         let Some(name) = hello
             .server_name()
             .and_then(|n| rustls_pki_types::ServerName::try_from(n).ok())
