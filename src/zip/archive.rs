@@ -715,3 +715,51 @@ async fn known_size(parts: &Parts, plan: &ArchivePlan, sink: &mut Sink<'_>) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::http::options::Presets;
+    use crate::zip::manifest::{parse_json, ManifestLimits};
+
+    fn plan(entries: &str) -> ArchivePlan {
+        let limits = ManifestLimits {
+            max_entries: 10_000,
+        };
+        let body = format!(r#"{{"entries": [{entries}]}}"#);
+        parse_json(
+            body.as_bytes(),
+            limits,
+            &Presets::default(),
+            &mut |_| Ok(()),
+        )
+        .unwrap()
+    }
+
+    /// What a download holds grows with its entries (the central
+    /// directory, the report), and includes a deflate state only when an
+    /// entry may be deflated.
+    #[test]
+    fn a_downloads_own_memory_is_what_it_will_hold() {
+        let photos = |n: usize| {
+            (0..n)
+                .map(|i| format!(r#"{{"source": "p/{i}.jpg"}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let stored = download_bytes(&plan(&photos(10)));
+        let queue = ((BODY_QUEUE + 1) * CHUNK_SIZE) as u64;
+        assert!(stored > queue, "{stored}");
+        assert!(download_bytes(&plan(&photos(1000))) > stored + 1000 * 100);
+        let with_text = plan(&format!(r#"{},{{"source": "notes.txt"}}"#, photos(10)));
+        let deflate = crate::encoding::Coding::Deflate.encoder_bytes();
+        assert!(download_bytes(&with_text) >= stored + deflate);
+        // The floor covers any manifest's fixed part.
+        let config = SchedulerConfig {
+            prefetch: 4,
+            buffer_bytes: 128 * 1024,
+            max_resumes: 1,
+        };
+        assert!(working_set_floor(config) >= entry_buffers_bytes(config) + queue + deflate);
+    }
+}
